@@ -1,0 +1,1 @@
+//! korc: a Kubernetes operator for MySQL/MariaDB replication clusters.
