@@ -1,0 +1,9 @@
+//! The topology engine: probing, failure analysis and recovery of MySQL/MariaDB
+//! replication, with no Kubernetes inside. The decisions (analysis, candidate choice,
+//! recovery planning) are pure functions of probe results; SQL sits at the edges.
+
+pub mod analysis;
+pub mod cluster;
+pub mod gtid;
+pub mod instance;
+pub mod policy;
