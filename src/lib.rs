@@ -1,4 +1,7 @@
 //! korc: a Kubernetes operator for MySQL/MariaDB replication clusters.
 #![warn(missing_docs)]
 
+pub mod error;
 pub mod topology;
+
+pub use error::{Error, Result};

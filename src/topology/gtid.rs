@@ -261,6 +261,17 @@ impl MysqlGtidSet {
         other.subtract(self).is_empty()
     }
 
+    /// The part of the set written by one source UUID (any tag).
+    pub fn only_source(&self, uuid: &str) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter(|(s, _)| s.split(':').next() == Some(uuid))
+                .map(|(s, i)| (s.clone(), i.clone()))
+                .collect(),
+        )
+    }
+
     /// Number of transactions in the set.
     pub fn transactions(&self) -> u64 {
         self.0.values().flatten().map(|(a, b)| b - a + 1).sum()

@@ -417,6 +417,34 @@ impl Instance {
         })
     }
 
+    /// Transactions this instance wrote itself that `source` does not have. Unlike
+    /// [`Instance::errant_gtids`] this holds against a source last seen a while ago
+    /// (a dead master): transactions it sent since then carry its own identity, not
+    /// this instance's. None when it cannot be told.
+    pub fn own_errant_gtids(&self, source: &Instance) -> Option<String> {
+        source.last_seen_ms?;
+        match self.flavor? {
+            Flavor::Mariadb => {
+                let own_id = self.server_id?;
+                let own = MariaDbBinlogState::parse(&self.gtid.binlog_state).ok()?;
+                let theirs = MariaDbBinlogState::parse(&source.gtid.binlog_state).ok()?;
+                let errant: Vec<String> = own
+                    .errant_against(&theirs)
+                    .iter()
+                    .filter(|g| g.server_id == own_id)
+                    .map(ToString::to_string)
+                    .collect();
+                Some(errant.join(","))
+            }
+            Flavor::Mysql => {
+                let uuid = self.server_uuid.as_deref()?.to_ascii_lowercase();
+                let own = MysqlGtidSet::parse(&self.gtid.executed).ok()?;
+                let theirs = MysqlGtidSet::parse(&source.gtid.executed).ok()?;
+                Some(own.subtract(&theirs).only_source(&uuid).to_string())
+            }
+        }
+    }
+
     /// Transactions this instance holds that `source` does not: errant transactions.
     /// None when it cannot be told (unknown flavor, unparsable GTIDs).
     pub fn errant_gtids(&self, source: &Instance) -> Option<String> {

@@ -3,7 +3,11 @@
 //! recovery planning) are pure functions of probe results; SQL sits at the edges.
 
 pub mod analysis;
+pub mod candidate;
 pub mod cluster;
+pub mod dialect;
 pub mod gtid;
 pub mod instance;
 pub mod policy;
+pub mod probe;
+pub mod session;

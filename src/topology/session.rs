@@ -1,0 +1,215 @@
+//! SQL connections to instances, every call bounded by a timeout.
+//!
+//! mysql_async has no connect or query timeout of its own, so each await is wrapped.
+//! A dropped session's connection is closed in the background by mysql_async.
+//! Instances are reached by their key unless a connect address is mapped for them
+//! (in Kubernetes korc may dial a pod IP while replicas use the pod's DNS name).
+
+use super::dialect::{Dialect, Row};
+use super::instance::InstanceKey;
+use crate::{Error, Result};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+/// The account korc uses to probe and repair instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Opens sessions to instances.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    credentials: Credentials,
+    /// Bound on opening a connection.
+    pub connect_timeout: Duration,
+    /// Bound on each statement.
+    pub query_timeout: Duration,
+    addresses: HashMap<InstanceKey, InstanceKey>,
+}
+
+impl Connector {
+    /// A connector with orchestrator-like bounds scaled down for a fast local network:
+    /// 1 s to connect, 2 s per statement.
+    pub fn new(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            connect_timeout: Duration::from_secs(1),
+            query_timeout: Duration::from_secs(2),
+            addresses: HashMap::new(),
+        }
+    }
+
+    /// Dial `address` whenever `key` is meant.
+    pub fn map_address(&mut self, key: InstanceKey, address: InstanceKey) {
+        self.addresses.insert(key, address);
+    }
+
+    /// The address dialled for an instance.
+    pub fn address_of<'a>(&'a self, key: &'a InstanceKey) -> &'a InstanceKey {
+        self.addresses.get(key).unwrap_or(key)
+    }
+
+    /// Opens a session.
+    pub async fn connect(&self, key: &InstanceKey) -> Result<Session> {
+        let address = self.address_of(key);
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(address.host.clone())
+            .tcp_port(address.port)
+            .user(Some(self.credentials.user.clone()))
+            .pass(Some(self.credentials.password.clone()))
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .stmt_cache_size(0);
+        let conn = bounded(key, "connecting", self.connect_timeout, Conn::new(opts))
+            .await?
+            .map_err(|source| Error::Connect {
+                instance: key.clone(),
+                source,
+            })?;
+        let dialect = Dialect::from_version(conn.server_version());
+        Ok(Session {
+            key: key.clone(),
+            conn,
+            dialect,
+            timeout: self.query_timeout,
+        })
+    }
+}
+
+async fn bounded<T>(
+    key: &InstanceKey,
+    doing: &str,
+    after: Duration,
+    fut: impl Future<Output = T>,
+) -> Result<T> {
+    tokio::time::timeout(after, fut)
+        .await
+        .map_err(|_| Error::Timeout {
+            instance: key.clone(),
+            doing: doing.to_string(),
+            after,
+        })
+}
+
+/// An open connection to one instance.
+#[derive(Debug)]
+pub struct Session {
+    key: InstanceKey,
+    conn: Conn,
+    /// The instance's SQL dialect.
+    pub dialect: Dialect,
+    timeout: Duration,
+}
+
+impl Session {
+    /// The instance this session talks to.
+    pub fn key(&self) -> &InstanceKey {
+        &self.key
+    }
+
+    fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+
+    /// Runs a statement that returns no rows.
+    pub async fn exec(&mut self, statement: &str) -> Result<()> {
+        self.exec_redacted(statement, statement).await
+    }
+
+    /// Runs a statement, naming it `shown` in errors (for statements with secrets).
+    pub async fn exec_redacted(&mut self, statement: &str, shown: &str) -> Result<()> {
+        let (key, timeout) = (self.key.clone(), self.timeout);
+        bounded(
+            &key,
+            &format!("running `{shown}`"),
+            timeout,
+            self.conn().query_drop(statement),
+        )
+        .await?
+        .map_err(|source| Error::Sql {
+            instance: key,
+            statement: shown.to_string(),
+            source,
+        })
+    }
+
+    /// Runs a query and returns its rows as column-name maps.
+    pub async fn rows(&mut self, query: &str) -> Result<Vec<Row>> {
+        self.rows_within(query, self.timeout).await
+    }
+
+    /// Like [`Session::rows`] with an explicit bound (for deliberate waits).
+    pub async fn rows_within(&mut self, query: &str, timeout: Duration) -> Result<Vec<Row>> {
+        let key = self.key.clone();
+        let result: Vec<mysql_async::Row> = bounded(
+            &key,
+            &format!("running `{query}`"),
+            timeout,
+            self.conn().query(query),
+        )
+        .await?
+        .map_err(|source| Error::Sql {
+            instance: key,
+            statement: query.to_string(),
+            source,
+        })?;
+        Ok(result.into_iter().map(to_row).collect())
+    }
+
+    /// Runs a query and returns the first column of its first row, as text.
+    pub async fn value(&mut self, query: &str) -> Result<Option<String>> {
+        Ok(self
+            .rows(query)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_values().next().flatten()))
+    }
+
+    /// Name/value rows (`SHOW STATUS`, `SHOW VARIABLES`) as a map.
+    pub async fn name_values(
+        &mut self,
+        query: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        Ok(self
+            .rows(query)
+            .await?
+            .into_iter()
+            .filter_map(|r| {
+                let mut it = r.into_values();
+                Some((
+                    it.next().flatten()?,
+                    it.next().flatten().unwrap_or_default(),
+                ))
+            })
+            .collect())
+    }
+}
+
+fn to_row(row: mysql_async::Row) -> Row {
+    let columns = row.columns();
+    let values = row.unwrap();
+    columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| {
+            let text = match v {
+                Value::NULL => None,
+                Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                Value::Int(i) => Some(i.to_string()),
+                Value::UInt(u) => Some(u.to_string()),
+                Value::Float(f) => Some(f.to_string()),
+                Value::Double(d) => Some(d.to_string()),
+                other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+            };
+            (c.name_str().into_owned(), text)
+        })
+        .collect()
+}
