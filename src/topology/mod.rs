@@ -10,4 +10,5 @@ pub mod gtid;
 pub mod instance;
 pub mod policy;
 pub mod probe;
+pub mod recovery;
 pub mod session;

@@ -1,0 +1,377 @@
+//! The `korc` command line: the topology engine on a list of instances, without
+//! Kubernetes (like orchestrator-client for a cluster korc does not manage).
+//!
+//! Exit codes: 0 success (analyze: no problem); 1 error; 2 usage; 3 analyze found a
+//! problem; 4 recover found nothing actionable; 5 a recovery or switchover failed or
+//! rolled back.
+
+use crate::topology::analysis::{Analysis, AnalysisCode, analyze};
+use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::instance::{Instance, InstanceKey};
+use crate::topology::policy::{Downtime, Policy, PromotionRule};
+use crate::topology::probe::{now_ms, probe_cluster};
+use crate::topology::recovery::{
+    Outcome, RecoveryContext, RecoveryRecord, graceful_takeover, recover,
+};
+use crate::topology::session::{Connector, Credentials};
+use crate::{Error, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// korc: MySQL/MariaDB replication failure analysis and recovery.
+#[derive(Debug, Parser)]
+#[command(name = "korc", version, about)]
+pub struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe the instances and print orchestrator's replication analysis.
+    Analyze {
+        /// The cluster.
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Analyse a saved `instances` document instead of probing (incident replay).
+        #[arg(long, value_name = "FILE", conflicts_with = "instances")]
+        snapshot: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Probe, analyse, and run the recovery the analysis calls for; prints the
+    /// recovery record as JSON.
+    Recover {
+        /// The cluster.
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Graceful takeover: move the primary role to a replica; prints the record.
+    Switchover {
+        /// The cluster.
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The replica to promote (default: chosen by candidate rules).
+        #[arg(long, value_name = "HOST:PORT")]
+        to: Option<InstanceKey>,
+    },
+}
+
+/// Output format of `analyze`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Output {
+    /// One line per analysis.
+    Text,
+    /// `{"instances":[...],"analysis":[...]}`.
+    Json,
+}
+
+/// The instances of one cluster, how to reach them, and the policy.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The cluster's instances, as replicas name them.
+    #[arg(long, value_delimiter = ',', value_name = "HOST:PORT,...")]
+    pub instances: Vec<InstanceKey>,
+    /// Dial ADDR whenever KEY is meant (KEY=ADDR, both host:port).
+    #[arg(long = "connect", value_name = "KEY=ADDR", value_parser = parse_pair::<InstanceKey>)]
+    pub connect: Vec<(InstanceKey, InstanceKey)>,
+    /// User korc connects as.
+    #[arg(long, env = "KORC_MYSQL_USER", default_value = "root")]
+    pub user: String,
+    /// Its password.
+    #[arg(
+        long,
+        env = "KORC_MYSQL_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub password: String,
+    /// Replication user for an old primary that rejoins (default: --user).
+    #[arg(long, env = "KORC_REPLICATION_USER")]
+    pub replication_user: Option<String>,
+    /// Its password (default: --password).
+    #[arg(long, env = "KORC_REPLICATION_PASSWORD", hide_env_values = true)]
+    pub replication_password: Option<String>,
+    /// Remember the topology between runs in FILE (like orchestrator's backend), so an
+    /// instance that died before this run keeps its last known role.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Connect timeout in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub connect_timeout_ms: u64,
+    /// Per-statement timeout in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub query_timeout_ms: u64,
+    /// Policy as a JSON document (the `Policy` fields of the README); flags below add to it.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Promotion rule of an instance: KEY=must|prefer|neutral|prefer_not|must_not.
+    #[arg(long = "promotion-rule", value_name = "KEY=RULE", value_parser = parse_pair::<PromotionRule>)]
+    pub promotion_rules: Vec<(InstanceKey, PromotionRule)>,
+    /// Data center of an instance: KEY=DC.
+    #[arg(long = "data-center", value_name = "KEY=DC", value_parser = parse_pair::<String>)]
+    pub data_centers: Vec<(InstanceKey, String)>,
+    /// Region of an instance: KEY=REGION.
+    #[arg(long = "region", value_name = "KEY=REGION", value_parser = parse_pair::<String>)]
+    pub regions: Vec<(InstanceKey, String)>,
+    /// Downtime an instance for SECONDS (KEY=SECONDS): recovery of it is suppressed.
+    #[arg(long = "downtime", value_name = "KEY=SECONDS", value_parser = parse_pair::<u64>)]
+    pub downtimes: Vec<(InstanceKey, u64)>,
+    /// Never promote a replica in another data center than the failed master's.
+    #[arg(long)]
+    pub prevent_cross_dc: bool,
+    /// Never promote a replica in another region than the failed master's.
+    #[arg(long)]
+    pub prevent_cross_region: bool,
+}
+
+fn parse_pair<V: std::str::FromStr>(s: &str) -> std::result::Result<(InstanceKey, V), String>
+where
+    V::Err: std::fmt::Display,
+{
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    Ok((
+        k.parse().map_err(|e| format!("{e}"))?,
+        v.parse().map_err(|e| format!("{e}"))?,
+    ))
+}
+
+/// The document `analyze --output json` prints, `--snapshot` reads and `--state` keeps.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AnalysisDocument {
+    /// Probe results.
+    pub instances: Vec<Instance>,
+    /// Analyses.
+    #[serde(default)]
+    pub analysis: Vec<Analysis>,
+}
+
+impl ClusterArgs {
+    fn connector(&self) -> Connector {
+        let mut c = Connector::new(Credentials {
+            user: self.user.clone(),
+            password: self.password.clone(),
+        });
+        c.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
+        c.query_timeout = Duration::from_millis(self.query_timeout_ms);
+        for (k, a) in &self.connect {
+            c.map_address(k.clone(), a.clone());
+        }
+        c
+    }
+
+    fn replication(&self) -> ReplicationCredentials {
+        ReplicationCredentials {
+            user: self
+                .replication_user
+                .clone()
+                .unwrap_or_else(|| self.user.clone()),
+            password: self
+                .replication_password
+                .clone()
+                .unwrap_or_else(|| self.password.clone()),
+        }
+    }
+
+    fn policy(&self) -> Result<Policy> {
+        let mut p: Policy = match &self.policy {
+            Some(path) => read_json(path)?,
+            None => Policy::default(),
+        };
+        p.prevent_cross_data_center_master_failover |= self.prevent_cross_dc;
+        p.prevent_cross_region_master_failover |= self.prevent_cross_region;
+        for (k, rule) in &self.promotion_rules {
+            p.instance_mut(k).promotion_rule = *rule;
+        }
+        for (k, dc) in &self.data_centers {
+            p.instance_mut(k).data_center = Some(dc.clone());
+        }
+        for (k, region) in &self.regions {
+            p.instance_mut(k).region = Some(region.clone());
+        }
+        for (k, secs) in &self.downtimes {
+            p.instance_mut(k).downtime = Some(Downtime {
+                until_ms: now_ms() + secs * 1000,
+                reason: "requested on the command line".into(),
+            });
+        }
+        Ok(p)
+    }
+
+    /// Probes the cluster, completing unreachable instances from the state file, and
+    /// saves the new state.
+    async fn probe(&self, connector: &Connector) -> Result<Vec<Instance>> {
+        if self.instances.is_empty() {
+            return Err(Error::Invalid(
+                "--instances is required: the cluster's instances as host:port,...".into(),
+            ));
+        }
+        let previous = match &self.state {
+            Some(path) if path.exists() => read_json::<AnalysisDocument>(path)?.instances,
+            _ => Vec::new(),
+        };
+        let instances = probe_cluster(connector, &self.instances, &previous).await;
+        self.save(&instances)?;
+        Ok(instances)
+    }
+
+    fn save(&self, instances: &[Instance]) -> Result<()> {
+        if let Some(path) = &self.state {
+            let doc = AnalysisDocument {
+                instances: instances.to_vec(),
+                analysis: Vec::new(),
+            };
+            write_json(path, &doc)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| Error::Json {
+        context: path.display().to_string(),
+        source,
+    })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        context: "state".into(),
+        source,
+    })?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| Error::File {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
+        context: "output".into(),
+        source,
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
+fn print_text(analysis: &[Analysis]) {
+    for a in analysis {
+        let warnings: Vec<String> = a
+            .structure_warnings
+            .iter()
+            .map(|w| {
+                serde_json::to_value(w)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let e = &a.evidence;
+        println!(
+            "{}\t{:?}\tactionable={}\treplicas={} valid={} replicating={}\t{}{}",
+            a.instance,
+            a.code,
+            a.actionable,
+            e.replicas,
+            e.valid_replicas,
+            e.valid_replicating_replicas,
+            a.description,
+            if warnings.is_empty() {
+                String::new()
+            } else {
+                format!("\twarnings={}", warnings.join(","))
+            }
+        );
+    }
+}
+
+fn exit_code_of(record: &RecoveryRecord) -> u8 {
+    if record.outcome == Outcome::Recovered {
+        0
+    } else {
+        5
+    }
+}
+
+/// Runs a subcommand; returns the process exit code.
+pub async fn run(command: Command) -> Result<u8> {
+    match command {
+        Command::Analyze {
+            cluster,
+            snapshot,
+            output,
+        } => {
+            let policy = cluster.policy()?;
+            let instances = match &snapshot {
+                Some(path) => read_json::<AnalysisDocument>(path)?.instances,
+                None => cluster.probe(&cluster.connector()).await?,
+            };
+            let analysis = analyze(&instances, &policy, now_ms());
+            let problem = analysis.iter().any(|a| a.code != AnalysisCode::NoProblem);
+            match output {
+                Output::Json => print_json(&AnalysisDocument {
+                    instances,
+                    analysis,
+                })?,
+                Output::Text => print_text(&analysis),
+            }
+            Ok(if problem { 3 } else { 0 })
+        }
+        Command::Recover { cluster } => {
+            let policy = cluster.policy()?;
+            let connector = cluster.connector();
+            let replication = cluster.replication();
+            let ctx = RecoveryContext {
+                connector: &connector,
+                policy: &policy,
+                replication: &replication,
+            };
+            let instances = cluster.probe(&connector).await?;
+            let analysis = analyze(&instances, &policy, now_ms());
+            match recover(&ctx, &instances, &analysis).await {
+                Some(record) => {
+                    print_json(&record)?;
+                    cluster.probe(&connector).await?;
+                    Ok(exit_code_of(&record))
+                }
+                None => {
+                    print_json(
+                        &serde_json::json!({ "outcome": "nothingToDo", "analysis": analysis }),
+                    )?;
+                    Ok(4)
+                }
+            }
+        }
+        Command::Switchover { cluster, to } => {
+            let policy = cluster.policy()?;
+            let connector = cluster.connector();
+            let replication = cluster.replication();
+            let ctx = RecoveryContext {
+                connector: &connector,
+                policy: &policy,
+                replication: &replication,
+            };
+            let instances = cluster.probe(&connector).await?;
+            let record = graceful_takeover(&ctx, &instances, to.as_ref()).await;
+            print_json(&record)?;
+            cluster.probe(&connector).await?;
+            Ok(exit_code_of(&record))
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The recovery record: what a recovery did, step by step, and how it ended.
+
+use super::super::analysis::Analysis;
+use super::super::candidate::CandidateChoice;
+use super::super::instance::InstanceKey;
+use super::super::probe::now_ms;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// What kind of recovery ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecoveryKind {
+    /// Replacing a dead master (orchestrator's checkAndRecoverDeadMaster).
+    DeadMaster,
+    /// Moving the replicas of a dead intermediate master.
+    DeadIntermediateMaster,
+    /// A planned switchover (orchestrator's graceful master takeover).
+    GracefulTakeover,
+}
+
+/// A step of a recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StepKind {
+    /// Stop receiving from the dead master, so positions stop moving.
+    StopReplicaIo,
+    /// Re-read the replicas' positions.
+    ReadPositions,
+    /// Choose the replica to promote.
+    ChooseCandidate,
+    /// Let the candidate fetch transactions it lacks from a more advanced replica.
+    CatchUpFromDonor,
+    /// Wait for the candidate to apply its relay log.
+    WaitRelayLogApplied,
+    /// Make the old primary read-only (switchover).
+    SetReadOnly,
+    /// Wait for the target to apply everything the old primary wrote.
+    WaitCatchUp,
+    /// Turn the candidate into a writable master.
+    Promote,
+    /// Point a replica at the new primary.
+    Repoint,
+    /// Make the old primary a replica of the new one (switchover).
+    DemoteOldPrimary,
+    /// Best-effort read_only on the failed master, in case it is alive.
+    FenceOldPrimary,
+    /// Detach a lost replica (`//host`).
+    DetachLostReplica,
+    /// Hand the primary role over to a better-ruled replica.
+    HandOver,
+    /// Undo a switchover that could not complete.
+    Rollback,
+}
+
+/// One executed step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    /// What the step does.
+    pub kind: StepKind,
+    /// The instance it acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceKey>,
+    /// When it started (Unix milliseconds).
+    pub started_at_ms: u64,
+    /// How long it took.
+    pub duration_micros: u64,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// What it found or why it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// How a recovery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// A successor took over.
+    Recovered,
+    /// The recovery stopped; `error` and the last step say where.
+    Failed,
+    /// A switchover was undone: the old primary is writable again.
+    RolledBack,
+}
+
+/// The record of one recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryRecord {
+    /// Unique id.
+    pub id: String,
+    /// Kind of recovery.
+    pub kind: RecoveryKind,
+    /// The analysis that caused it (none for a requested switchover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+    /// The failed (or demoted) instance.
+    pub failed: InstanceKey,
+    /// The instance that took over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<InstanceKey>,
+    /// Replicas left out of the new topology.
+    pub lost_replicas: Vec<InstanceKey>,
+    /// Candidate choice, with the ranking and exclusions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<CandidateChoice>,
+    /// Steps in execution order.
+    pub steps: Vec<Step>,
+    /// Start (Unix milliseconds).
+    pub started_at_ms: u64,
+    /// End (Unix milliseconds).
+    pub ended_at_ms: u64,
+    /// From the start until the successor accepted writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writable_after_micros: Option<u64>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it failed or rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A moment to measure a step from: monotonic for the duration, wall clock for the
+/// record.
+pub fn clock() -> (Instant, u64) {
+    (Instant::now(), now_ms())
+}
+
+/// Builds a record while a recovery runs.
+#[derive(Debug)]
+pub struct Recorder {
+    /// The record so far.
+    pub record: RecoveryRecord,
+    started: Instant,
+}
+
+impl Recorder {
+    /// Starts a record.
+    pub fn start(kind: RecoveryKind, failed: InstanceKey, analysis: Option<Analysis>) -> Self {
+        let now = now_ms();
+        Self {
+            record: RecoveryRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                kind,
+                analysis,
+                failed,
+                successor: None,
+                lost_replicas: Vec::new(),
+                candidate: None,
+                steps: Vec::new(),
+                started_at_ms: now,
+                ended_at_ms: now,
+                writable_after_micros: None,
+                outcome: Outcome::Failed,
+                error: None,
+            },
+            started: Instant::now(),
+        }
+    }
+
+    /// Records a finished step.
+    pub fn step<T, E: std::fmt::Display>(
+        &mut self,
+        kind: StepKind,
+        instance: Option<&InstanceKey>,
+        since: (Instant, u64),
+        result: &Result<T, E>,
+        detail: impl Into<String>,
+    ) {
+        let mut detail = detail.into();
+        if let Err(e) = result {
+            detail = if detail.is_empty() {
+                e.to_string()
+            } else {
+                format!("{detail}: {e}")
+            };
+        }
+        self.record.steps.push(Step {
+            kind,
+            instance: instance.cloned(),
+            started_at_ms: since.1,
+            duration_micros: since.0.elapsed().as_micros() as u64,
+            ok: result.is_ok(),
+            detail,
+        });
+    }
+
+    /// Notes that the successor accepts writes now.
+    pub fn writable(&mut self) {
+        self.record.writable_after_micros = Some(self.started.elapsed().as_micros() as u64);
+    }
+
+    /// Marks a replica lost (once).
+    pub fn lost(&mut self, key: &InstanceKey) {
+        if !self.record.lost_replicas.contains(key) {
+            self.record.lost_replicas.push(key.clone());
+        }
+    }
+
+    /// Ends the record.
+    pub fn finish(mut self, outcome: Outcome, error: Option<String>) -> RecoveryRecord {
+        self.record.outcome = outcome;
+        self.record.error = error;
+        self.record.ended_at_ms = now_ms();
+        self.record
+    }
+}
