@@ -173,7 +173,7 @@ impl Session {
             .and_then(|r| r.into_values().next().flatten()))
     }
 
-    /// Name/value rows (`SHOW STATUS`, `SHOW VARIABLES`) as a map.
+    /// `Variable_name`/`Value` rows (`SHOW STATUS`, `SHOW VARIABLES`) as a map.
     pub async fn name_values(
         &mut self,
         query: &str,
@@ -182,12 +182,9 @@ impl Session {
             .rows(query)
             .await?
             .into_iter()
-            .filter_map(|r| {
-                let mut it = r.into_values();
-                Some((
-                    it.next().flatten()?,
-                    it.next().flatten().unwrap_or_default(),
-                ))
+            .filter_map(|mut r| {
+                let name = r.remove("Variable_name").flatten()?;
+                Some((name, r.remove("Value").flatten().unwrap_or_default()))
             })
             .collect())
     }

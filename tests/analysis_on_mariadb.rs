@@ -1,0 +1,319 @@
+//! orchestrator's analysis on real MariaDB servers: healthy, broken and hung topologies.
+
+mod support;
+
+use support::{Proxy, Sandbox, code_of, korc, korc_json};
+
+fn analyze(sb: &Sandbox) -> (i32, serde_json::Value) {
+    korc_json(&[
+        "analyze",
+        "--instances",
+        &sb.instances(),
+        "--output",
+        "json",
+    ])
+}
+
+#[test]
+fn healthy_one_primary_three_replicas_is_no_problem() {
+    let sb = Sandbox::replication(4);
+    let (code, doc) = analyze(&sb);
+    assert_eq!(code, 0, "{doc:#}");
+    let primary = sb.servers[0].key();
+    assert_eq!(
+        code_of(&doc, &primary).as_deref(),
+        Some("NoProblem"),
+        "{doc:#}"
+    );
+    let a = doc["analysis"].as_array().unwrap();
+    assert_eq!(a.len(), 1, "only the primary is analysed: {doc:#}");
+    assert_eq!(a[0]["evidence"]["validReplicatingReplicas"], 3);
+    let instances = doc["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 4);
+    assert!(
+        instances
+            .iter()
+            .all(|i| i["reachable"] == true && i["flavor"] == "mariadb")
+    );
+}
+
+#[test]
+fn replica_problems_each_get_their_code() {
+    let sb = Sandbox::replication(4);
+    let [p, a, b, c] = [
+        &sb.servers[0],
+        &sb.servers[1],
+        &sb.servers[2],
+        &sb.servers[3],
+    ];
+
+    a.sql("STOP SLAVE SQL_THREAD");
+    let (code, doc) = analyze(&sb);
+    assert_eq!(code, 3);
+    assert_eq!(
+        code_of(&doc, &a.key()).as_deref(),
+        Some("ReplicationStopped"),
+        "{doc:#}"
+    );
+
+    // A broken IO thread: wrong credentials, the replica keeps failing to connect.
+    b.sql("STOP SLAVE; CHANGE MASTER TO MASTER_PASSWORD='wrong'; START SLAVE");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (_, doc) = analyze(&sb);
+    assert_eq!(
+        code_of(&doc, &b.key()).as_deref(),
+        Some("FirstTierReplicaFailingToConnectToMaster"),
+        "{doc:#}"
+    );
+
+    c.sql("SET GLOBAL read_only = 0");
+    let (_, doc) = analyze(&sb);
+    assert_eq!(
+        code_of(&doc, &c.key()).as_deref(),
+        Some("ReplicaIsWritable"),
+        "{doc:#}"
+    );
+
+    // A write on the replica itself: an errant transaction.
+    c.sql("INSERT INTO test.t (v) VALUES ('errant')");
+    let (_, doc) = analyze(&sb);
+    assert_eq!(
+        code_of(&doc, &c.key()).as_deref(),
+        Some("ErrantGTIDDetected"),
+        "{doc:#}"
+    );
+    let entry = doc["analysis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["instance"] == c.key())
+        .unwrap()
+        .clone();
+    assert!(
+        entry["errantGtids"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("0-{}-", c.server_id)),
+        "{entry:#}"
+    );
+    let primary = doc["analysis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["instance"] == p.key())
+        .unwrap()
+        .clone();
+    assert!(
+        primary["structureWarnings"]
+            .as_array()
+            .unwrap()
+            .contains(&"ErrantGTID".into()),
+        "{primary:#}"
+    );
+
+    b.sql("STOP SLAVE");
+    c.sql("STOP SLAVE");
+    let (_, doc) = analyze(&sb);
+    assert_eq!(
+        code_of(&doc, &p.key()).as_deref(),
+        Some("AllMasterReplicasNotReplicating"),
+        "{doc:#}"
+    );
+}
+
+#[test]
+fn killed_primary_is_dead_master() {
+    let mut sb = Sandbox::replication(3);
+    sb.servers[0].kill9();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (code, doc) = analyze(&sb);
+    assert_eq!(code, 3);
+    let primary = sb.servers[0].key();
+    assert_eq!(
+        code_of(&doc, &primary).as_deref(),
+        Some("DeadMaster"),
+        "{doc:#}"
+    );
+    let a = doc["analysis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["instance"] == primary)
+        .unwrap()
+        .clone();
+    assert_eq!(a["actionable"], true);
+    assert_eq!(a["evidence"]["replicas"], 2);
+    assert_eq!(a["evidence"]["replicasFailingToConnect"], 2);
+}
+
+#[test]
+fn korc_cut_from_the_primary_while_replicas_replicate_is_unreachable_master_and_no_failover() {
+    let sb = Sandbox::replication(3);
+    let primary = &sb.servers[0];
+    let proxy = Proxy::start(format!("{}:3306", primary.ip).parse().unwrap());
+    let connect = format!("{}={}", primary.key(), proxy.key());
+    let args = |cmd: &'static str| -> Vec<String> {
+        vec![
+            cmd.into(),
+            "--instances".into(),
+            sb.instances(),
+            "--connect".into(),
+            connect.clone(),
+        ]
+    };
+    let (code, doc) = korc_json(
+        &[args("analyze"), vec!["--output".into(), "json".into()]]
+            .concat()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 0, "through the proxy all is well: {doc:#}");
+
+    proxy.sever();
+    let (_, doc) = korc_json(
+        &[args("analyze"), vec!["--output".into(), "json".into()]]
+            .concat()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        code_of(&doc, &primary.key()).as_deref(),
+        Some("UnreachableMaster"),
+        "{doc:#}"
+    );
+
+    let (code, out, err) = korc(
+        &args("recover")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(code, 4, "recover must do nothing: {out}\n{err}");
+    assert_eq!(
+        primary.sql("SELECT @@global.read_only"),
+        "0",
+        "the primary stays writable"
+    );
+    primary
+        .app_sql("INSERT INTO t (v) VALUES ('after the cut')")
+        .unwrap();
+    for r in &sb.servers[1..] {
+        r.wait_caught_up(primary);
+        assert_eq!(r.replica_field("Master_Host"), primary.ip.to_string());
+    }
+}
+
+#[test]
+fn semi_sync_primary_without_acknowledging_replica_is_locked() {
+    let sb = Sandbox::replication(2);
+    let (p, r) = (&sb.servers[0], &sb.servers[1]);
+    p.sql("SET GLOBAL rpl_semi_sync_master_enabled = 1; SET GLOBAL rpl_semi_sync_master_timeout = 4294967295");
+    r.sql(
+        "SET GLOBAL rpl_semi_sync_slave_enabled = 1; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD",
+    );
+    p.app_sql("INSERT INTO t (v) VALUES ('acknowledged')")
+        .unwrap();
+    r.sql("STOP SLAVE");
+    // This write waits for an acknowledgement that cannot come.
+    let blocked_ip = p.ip;
+    std::thread::spawn(move || {
+        let _ = std::process::Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h",
+                &blocked_ip.to_string(),
+                "-u",
+                support::APP.0,
+            ])
+            .arg(format!("-p{}", support::APP.1))
+            .args(["test", "-e", "INSERT INTO t (v) VALUES ('blocked')"])
+            .output();
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, doc) = analyze(&sb);
+        if code_of(&doc, &p.key()).as_deref() == Some("LockedSemiSyncMaster") {
+            break;
+        }
+        let primary = doc["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == p.key())
+            .unwrap()
+            .clone();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not locked: {:#} {:#}",
+            primary["semiSync"],
+            doc["analysis"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn snapshot_replays_offline_and_state_remembers_roles() {
+    let mut sb = Sandbox::replication(3);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state_arg = state.to_str().unwrap();
+    let (code, _) = korc_json(&[
+        "analyze",
+        "--instances",
+        &sb.instances(),
+        "--state",
+        state_arg,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+
+    // A replica dies: without memory it would be just an unknown address.
+    let dead = sb.servers[2].key();
+    sb.servers[2].kill9();
+    let (_, doc) = korc_json(&[
+        "analyze",
+        "--instances",
+        &sb.instances(),
+        "--state",
+        state_arg,
+        "--output",
+        "json",
+    ]);
+    let inst = doc["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == dead)
+        .unwrap()
+        .clone();
+    assert_eq!(inst["reachable"], false);
+    assert_eq!(inst["serverId"], 3, "last known data kept: {inst:#}");
+    assert_eq!(
+        inst["replication"]["sourceHost"],
+        sb.servers[0].ip.to_string()
+    );
+    assert_eq!(
+        code_of(&doc, &sb.servers[0].key()).as_deref(),
+        Some("NoProblem")
+    );
+
+    let snap = dir.path().join("incident.json");
+    std::fs::write(&snap, serde_json::to_string(&doc).unwrap()).unwrap();
+    drop(sb); // nothing left to connect to
+    let (_, replay) = korc_json(&[
+        "analyze",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        replay["analysis"],
+        doc["analysis"].clone(),
+        "replay gives the same analysis"
+    );
+}
