@@ -72,10 +72,17 @@ async fn make_writable(ctx: &RecoveryContext<'_>, a: &Analysis) -> RecoveryRecor
     rec.finish(outcome, r.err().map(|e| e.to_string()))
 }
 
+/// Stops the IO thread with the SQL thread running. MariaDB discards the relay log
+/// when replication starts with both threads stopped in GTID mode (orchestrator
+/// #1260), so the applier is started first: what was received is then applied, not
+/// thrown away. A failing applier start (an SQL error) is left for the wait to report.
 async fn stop_io(connector: &Connector, key: &InstanceKey) -> Result<()> {
     let mut s = connector.connect(key).await?;
-    let stmt = s.dialect.stop_replica_io();
-    s.exec(&stmt).await
+    let d = s.dialect;
+    s.exec(&format!("{} SQL_THREAD", d.start_replica()))
+        .await
+        .ok();
+    s.exec(&d.stop_replica_io()).await
 }
 
 /// Waits until `key` has applied `position`, at most `timeout`. Ok(false) on timeout.
