@@ -1,0 +1,181 @@
+//! Turning a container spec into a local process launch.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Container;
+
+use super::env::expand;
+use super::images::Runtime;
+use super::mariadb;
+use super::volumes::MountTable;
+use crate::error::{Error, IoContext, Result};
+use crate::process::Launch;
+
+/// `PATH` for containers that do not set one.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Pod-wide inputs to a container launch.
+#[derive(Debug, Clone)]
+pub(crate) struct PodScope {
+    /// The pod's hostname (`HOSTNAME`).
+    pub hostname: String,
+    /// The pod's address.
+    pub ip: Ipv4Addr,
+    /// The pod's kubeconfig (service-account token), if it has one.
+    pub kubeconfig: Option<PathBuf>,
+    /// The korc binary for korc images.
+    pub korc_binary: PathBuf,
+}
+
+/// A container ready to start: how to launch it, plus what exec probes need.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// The main process.
+    pub launch: Launch,
+    /// The mounts (exec probes rewrite their commands with them).
+    pub mounts: MountTable,
+}
+
+impl Plan {
+    /// A launch of `argv` in this container's environment (for exec probes).
+    pub fn exec(&self, argv: &[String], log: PathBuf) -> Option<Launch> {
+        let vars: HashMap<&str, &str> =
+            self.launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut argv = argv.iter().map(|a| self.mounts.rewrite(&expand(a, &vars)));
+        let program = argv.next()?;
+        Some(Launch {
+            program,
+            args: argv.collect(),
+            env: self.launch.env.clone(),
+            clear_env: true,
+            cwd: self.launch.cwd.clone(),
+            log,
+        })
+    }
+}
+
+/// Plans `container` (whose private directory is `dir` and unix socket path
+/// `socket`) with its resolved environment.
+pub(crate) fn plan(
+    scope: &PodScope,
+    container: &Container,
+    runtime: Runtime,
+    dir: &Path,
+    socket: &Path,
+    mounts: MountTable,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+) -> Result<Plan> {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
+    let mut vars: Vec<(String, String)> = vec![
+        ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
+        ("HOSTNAME".to_owned(), scope.hostname.clone()),
+        ("HOME".to_owned(), dir.display().to_string()),
+        ("TMPDIR".to_owned(), tmp.display().to_string()),
+        ("POD_IP".to_owned(), scope.ip.to_string()),
+    ];
+    if let Some(kubeconfig) = &scope.kubeconfig {
+        vars.push(("KUBECONFIG".to_owned(), kubeconfig.display().to_string()));
+    }
+    for (k, v) in env {
+        let v = mounts.rewrite(&v);
+        vars.retain(|(name, _)| *name != k);
+        vars.push((k, v));
+    }
+    let spec_argv: Vec<String> = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .cloned()
+        .collect();
+    let argv: Vec<String> = match runtime {
+        Runtime::MariaDb => {
+            let layout = mariadb::prepare(dir, socket, scope.ip, &mounts, &vars)?;
+            let path = vars
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| format!("{}:{v}", layout.bin.display()))
+                .unwrap_or_default();
+            set(&mut vars, "PATH", path);
+            set(&mut vars, "MYSQL_HOME", layout.home.display().to_string());
+            set(&mut vars, "MYSQL_UNIX_PORT", layout.socket.display().to_string());
+            if container.command.as_ref().is_none_or(Vec::is_empty) {
+                // The image's ENTRYPOINT and default CMD.
+                let mut argv = vec!["docker-entrypoint.sh".to_owned()];
+                match container.args.as_ref().filter(|a| !a.is_empty()) {
+                    Some(args) => argv.extend(args.iter().cloned()),
+                    None => argv.push("mariadbd".to_owned()),
+                }
+                argv
+            } else {
+                spec_argv
+            }
+        }
+        Runtime::Korc => {
+            let binary = scope.korc_binary.display().to_string();
+            match container.command.as_ref().filter(|c| !c.is_empty()) {
+                // The image's entrypoint is the korc binary; args follow it.
+                None => std::iter::once(binary)
+                    .chain(container.args.iter().flatten().cloned())
+                    .collect(),
+                Some(command) => {
+                    let mut argv = spec_argv.clone();
+                    if Path::new(&command[0]).file_name().is_some_and(|n| n == "korc") {
+                        argv[0] = binary;
+                    }
+                    argv
+                }
+            }
+        }
+        Runtime::Command => {
+            if spec_argv.is_empty() {
+                return Err(Error::PodSpec(format!(
+                    "container {} has neither command nor args, and a local node cannot know image {}'s entrypoint",
+                    container.name,
+                    container.image.as_deref().unwrap_or_default()
+                )));
+            }
+            spec_argv
+        }
+        Runtime::MySql => {
+            return Err(Error::PodSpec(refusal(container)));
+        }
+    };
+    let lookup: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut argv = argv.iter().map(|a| mounts.rewrite(&expand(a, &lookup)));
+    let program = argv.next().unwrap_or_default();
+    let args: Vec<String> = argv.collect();
+    let cwd = container
+        .working_dir
+        .as_deref()
+        .and_then(|w| mounts.host_path(w))
+        .unwrap_or_else(|| dir.to_path_buf());
+    Ok(Plan {
+        launch: Launch {
+            program,
+            args,
+            env: vars,
+            clear_env: true,
+            cwd,
+            log,
+        },
+        mounts,
+    })
+}
+
+/// The message for MySQL images, which no local node can run.
+pub(crate) fn refusal(container: &Container) -> String {
+    format!(
+        "no MySQL server can run on this local node: image {} needs mysqld, and only MariaDB (mariadbd) is installed here",
+        container.image.as_deref().unwrap_or_default()
+    )
+}
+
+fn set(vars: &mut Vec<(String, String)>, name: &str, value: String) {
+    vars.retain(|(k, _)| k != name);
+    vars.push((name.to_owned(), value));
+}
