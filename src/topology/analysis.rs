@@ -386,9 +386,9 @@ fn source_analysis(view: &ClusterView<'_>, i: usize, policy: &Policy, now_ms: u6
         DeadMasterAndSomeReplicas
     } else if is_master && !lcv && l == r && d < r && vr > 0 {
         UnreachableMasterWithLaggingReplicas
-    } else if is_master && !lcv && !ps && v > 0 && vr > 0 {
-        UnreachableMaster
-    } else if is_master && !lcv && ps && f > 0 && v > 0 && vr > 0 {
+    } else if is_master && !lcv && v > 0 && vr > 0 && (!ps || f > 0) {
+        // Rules 6 and 7: after a partial success, only with a replica failing to
+        // connect (without one, orchestrator deliberately reports no problem).
         UnreachableMaster
     } else if is_master && semi_sync_short {
         // korc: a waiting session is direct evidence of the lock.

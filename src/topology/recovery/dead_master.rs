@@ -129,7 +129,7 @@ async fn run(
 
     let t = clock();
     let applied = wait_relay_log(ctx, &promoted).await;
-    let detail = applied.as_ref().map(|d| d.clone()).unwrap_or_default();
+    let detail = applied.clone().unwrap_or_default();
     rec.step(
         StepKind::WaitRelayLogApplied,
         Some(&promoted),

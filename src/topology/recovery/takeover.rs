@@ -57,7 +57,7 @@ pub(super) async fn switch(
         },
         Err(e) => Err(e.to_string()),
     };
-    let detail = caught_up.as_ref().map(|d| d.clone()).unwrap_or_default();
+    let detail = caught_up.clone().unwrap_or_default();
     rec.step(StepKind::WaitCatchUp, Some(target), t, &caught_up, detail);
     if let Err(e) = caught_up {
         let t = clock();
