@@ -54,6 +54,8 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Print the CustomResourceDefinitions korc defines, as YAML.
+    Crd,
     /// Graceful takeover: move the primary role to a replica; prints the record.
     Switchover {
         /// The cluster.
@@ -357,6 +359,10 @@ pub async fn run(command: Command) -> Result<u8> {
                     Ok(4)
                 }
             }
+        }
+        Command::Crd => {
+            print!("{}", crate::api::crds_yaml());
+            Ok(0)
         }
         Command::Switchover { cluster, to } => {
             let policy = cluster.policy()?;

@@ -1,0 +1,453 @@
+//! The `MySQLCluster` API (`korc.dev/v1alpha1`): what users write and what korc reports.
+//!
+//! Every field is documented here because these comments become the CRD's schema
+//! descriptions, which is what `kubectl explain mysqlclusters.spec` shows. Invalid
+//! specs are rejected by the API server through the schema and CEL rules below.
+
+use k8s_openapi::api::core::v1::{
+    Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub use crate::topology::policy::PromotionRule;
+
+/// A MySQL or MariaDB replication cluster: one primary and its replicas, kept available
+/// by korc with orchestrator's failure analysis and recovery.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "korc.dev",
+    version = "v1alpha1",
+    kind = "MySQLCluster",
+    plural = "mysqlclusters",
+    shortname = "myc",
+    category = "korc",
+    namespaced,
+    status = "MySQLClusterStatus",
+    doc = "A MySQL or MariaDB replication cluster kept available by korc",
+    printcolumn(name = "Primary", type_ = "string", json_path = ".status.primary"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready"),
+    printcolumn(
+        name = "Analysis",
+        type_ = "string",
+        json_path = ".status.analysisCode"
+    ),
+    printcolumn(
+        name = "Last Failover",
+        type_ = "date",
+        json_path = ".status.lastFailoverTime"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.switchover) || self.replicas > 1").message("spec.switchover needs at least 2 replicas"))]
+#[x_kube(validation = Rule::new("!has(self.semiSync) || !self.semiSync.enabled || self.replicas > 1").message("spec.semiSync.enabled needs at least 2 replicas to acknowledge writes"))]
+pub struct MySQLClusterSpec {
+    /// Number of instances (1–9). Instance 0 starts as the primary; the others replicate
+    /// from it with GTID auto-positioning.
+    #[schemars(range(min = 1, max = 9))]
+    pub replicas: i32,
+    /// Container image: MariaDB 10.6 or later (for example `mariadb:10.11`) or MySQL 8.x
+    /// (`mysql:8.4`).
+    #[schemars(regex(
+        pattern = r"^([a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?/)*[a-z0-9]+([._-][a-z0-9]+)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+    ))]
+    pub image: String,
+    /// Persistent storage of each instance.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Compute resources of the database container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Additions to the pods korc creates.
+    #[serde(default)]
+    pub pod_template: PodOverrides,
+    /// Extra my.cnf settings (`[mysqld]` section), for example `max_connections: "500"`.
+    /// korc's own replication settings cannot be overridden.
+    #[serde(default)]
+    pub mysql_config: BTreeMap<String, String>,
+    /// Name of a Secret holding the passwords (`root-password`, `operator-password`,
+    /// `replication-password`). Generated as `<name>-credentials` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// Semi-synchronous replication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semi_sync: Option<SemiSyncSpec>,
+    /// Failure detection and recovery policy.
+    #[serde(default)]
+    pub recovery: RecoverySpec,
+    /// Per-instance settings, keyed by pod name (`<name>-<ordinal>`).
+    #[serde(default)]
+    pub instances: BTreeMap<String, InstanceSpec>,
+    /// How often every instance is probed, in milliseconds.
+    #[serde(default = "default_probe_interval_ms")]
+    #[schemars(range(min = 100, max = 60000))]
+    pub probe_interval_ms: i64,
+    /// Stop reconciling and recovering this cluster (probing and status go on).
+    #[serde(default)]
+    pub paused: bool,
+    /// A requested switchover (graceful takeover). Changing `requestId` requests a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover: Option<SwitchoverSpec>,
+}
+
+fn default_probe_interval_ms() -> i64 {
+    1000
+}
+
+/// Persistent storage of each instance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each instance's volume (a Kubernetes quantity such as `10Gi`).
+    #[serde(default = "default_storage_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub size: String,
+    /// StorageClass of the volumes (the cluster default when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_storage_size() -> String {
+    "1Gi".into()
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Additions to the pods korc creates.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Extra labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Affinity rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// Topology spread constraints.
+    #[serde(default)]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Node selector.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+/// Semi-synchronous replication: commits on the primary wait for replicas to
+/// acknowledge them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SemiSyncSpec {
+    /// Enable semi-sync on the primary and the replicas.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Milliseconds a commit waits for an acknowledgement before the primary falls back
+    /// to asynchronous replication. Not set: never fall back (no acknowledged write is
+    /// lost, writes stall while no replica acknowledges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: Option<i64>,
+}
+
+/// How to treat a promotion candidate that has not applied its relay log in time.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum SqlThreadNotUpToDate {
+    /// Promote anyway after the bounded wait (orchestrator's default).
+    #[default]
+    Promote,
+    /// Fail the promotion [FailMasterPromotionIfSQLThreadNotUpToDate].
+    Fail,
+    /// Keep waiting while the applier makes progress [DelayMasterPromotionIfSQLThreadNotUpToDate].
+    Delay,
+}
+
+/// Failure detection and recovery policy (orchestrator's setting names in brackets).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverySpec {
+    /// Fail over a dead primary automatically [RecoverMasterClusterFilters].
+    #[serde(default = "yes")]
+    pub automatic_master_recovery: bool,
+    /// Relocate the replicas of a dead intermediate master automatically
+    /// [RecoverIntermediateMasterClusterFilters].
+    #[serde(default = "yes")]
+    pub automatic_intermediate_master_recovery: bool,
+    /// After a recovery, further automatic recoveries of this cluster are blocked for
+    /// this long unless acknowledged [RecoveryPeriodBlockSeconds].
+    #[serde(default = "default_block_period")]
+    #[schemars(range(min = 0))]
+    pub block_period_seconds: i64,
+    /// Make the promoted replica writable and forget its replication
+    /// [ApplyMySQLPromotionAfterMasterFailover].
+    #[serde(default = "yes")]
+    pub apply_promotion: bool,
+    /// Detach replicas lost in a recovery [DetachLostReplicasAfterMasterFailover].
+    #[serde(default = "yes")]
+    pub detach_lost_replicas: bool,
+    /// Never promote a replica in another zone than the failed primary
+    /// [PreventCrossDataCenterMasterFailover].
+    #[serde(default)]
+    pub prevent_cross_data_center_failover: bool,
+    /// Never promote a replica in another region [PreventCrossRegionMasterFailover].
+    #[serde(default)]
+    pub prevent_cross_region_failover: bool,
+    /// Refuse a candidate lagging this many seconds or more [FailMasterPromotionOnLagMinutes].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub fail_promotion_on_lag_seconds: Option<i64>,
+    /// What to do when the candidate has not applied its relay log in time.
+    #[serde(default)]
+    pub sql_thread_not_up_to_date: SqlThreadNotUpToDate,
+    /// Lag above which a replica counts as lagging [ReasonableReplicationLagSeconds].
+    #[serde(default = "default_lag")]
+    #[schemars(range(min = 0))]
+    pub reasonable_replication_lag_seconds: i64,
+    /// Bound on waiting for the candidate's relay log, in seconds.
+    #[serde(default = "default_lag")]
+    #[schemars(range(min = 1))]
+    pub relay_log_apply_timeout_seconds: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_block_period() -> i64 {
+    3600
+}
+
+fn default_lag() -> i64 {
+    10
+}
+
+impl Default for RecoverySpec {
+    fn default() -> Self {
+        Self {
+            automatic_master_recovery: true,
+            automatic_intermediate_master_recovery: true,
+            block_period_seconds: default_block_period(),
+            apply_promotion: true,
+            detach_lost_replicas: true,
+            prevent_cross_data_center_failover: false,
+            prevent_cross_region_failover: false,
+            fail_promotion_on_lag_seconds: None,
+            sql_thread_not_up_to_date: SqlThreadNotUpToDate::Promote,
+            reasonable_replication_lag_seconds: default_lag(),
+            relay_log_apply_timeout_seconds: default_lag(),
+        }
+    }
+}
+
+/// Settings of one instance.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSpec {
+    /// Promotion rule.
+    #[serde(default)]
+    pub promotion_rule: PromotionRule,
+    /// Suppress recovery of this instance until this time (RFC 3339); detection goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+/// A requested switchover.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchoverSpec {
+    /// Pod to promote; korc chooses by its candidate rules when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Identifies the request: a switchover runs once per distinct value.
+    #[schemars(length(min = 1, max = 63))]
+    pub request_id: String,
+}
+
+/// What korc observes and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MySQLClusterStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Available, Healthy, Recovering, RecoveryBlocked.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Pod name of the current primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Ready instances out of all (`3/3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// The most severe analysis code (orchestrator's names), `NoProblem` when healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_code: Option<String>,
+    /// The current analysis: one entry per analysed instance with a finding, and the primary.
+    #[serde(default)]
+    pub analysis: Vec<AnalysisStatus>,
+    /// One entry per instance with what the last probe saw.
+    #[serde(default)]
+    pub instances: Vec<InstanceStatus>,
+    /// Recent detections, newest first (bounded).
+    #[serde(default)]
+    pub detections: Vec<DetectionStatus>,
+    /// When the last failover finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+/// One analysis, as orchestrator reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    /// Analysis code (orchestrator's name, or korc's for what orchestrator lacks).
+    pub code: String,
+    /// Pod name of the analysed instance.
+    pub instance: String,
+    /// What the code means.
+    pub description: String,
+    /// A recovery exists and nothing suppresses it.
+    pub actionable: bool,
+    /// Replicas / valid / replicating / failing to connect / lagging / delayed / downtimed.
+    pub evidence: BTreeMap<String, i64>,
+    /// Structure warnings.
+    #[serde(default)]
+    pub structure_warnings: Vec<String>,
+    /// Errant GTIDs, for `ErrantGTIDDetected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errant_gtids: Option<String>,
+}
+
+/// What the last probe saw of one instance.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    /// Pod name.
+    pub name: String,
+    /// `primary`, `replica`, or `unknown`.
+    pub role: String,
+    /// The last probe succeeded.
+    pub reachable: bool,
+    /// When the instance last answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Why the last probe failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `@@read_only`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<bool>,
+    /// Executed GTID position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_position: Option<String>,
+    /// Source pod (replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// IO thread: Yes, Connecting or No.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_thread: Option<String>,
+    /// SQL thread: Yes or No.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_thread: Option<String>,
+    /// Last IO error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_io_error: Option<String>,
+    /// Last SQL error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sql_error: Option<String>,
+    /// Replication lag in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
+    /// Promotion rule.
+    pub promotion_rule: PromotionRule,
+    /// Downtime end, if downtimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Zone of the node the pod runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_center: Option<String>,
+}
+
+/// A detected failure (bounded history).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DetectionStatus {
+    /// Analysis code.
+    pub code: String,
+    /// Pod name.
+    pub instance: String,
+    /// First seen.
+    pub first_seen: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// Last seen (the detection is over when this stops moving).
+    pub last_seen: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+/// Prints the CRDs korc defines, as YAML (`korc crd`; `crds/` holds the output).
+pub fn crds_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_saphyr::to_string(&MySQLCluster::crd()).expect("a CRD always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crds_directory_is_in_sync_with_the_types() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/crds/mysqlclusters.korc.dev.yaml"
+        );
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == crds_yaml(),
+            "crds/ is stale: run `cargo run -- crd > crds/mysqlclusters.korc.dev.yaml`"
+        );
+    }
+
+    #[test]
+    fn crd_has_names_columns_and_rules() {
+        let yaml = crds_yaml();
+        for needle in [
+            "shortNames:",
+            "- myc",
+            "name: Primary",
+            "name: Last Failover",
+            "spec.switchover needs at least 2 replicas",
+            "maximum: 9",
+            "- must_not",
+            "status: {}",
+        ] {
+            assert!(yaml.contains(needle), "{needle} missing from the CRD");
+        }
+    }
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let spec: MySQLClusterSpec =
+            serde_json::from_str(r#"{"replicas":3,"image":"mariadb:10.11"}"#).unwrap();
+        assert_eq!(spec.storage.size, "1Gi");
+        assert_eq!(spec.probe_interval_ms, 1000);
+        assert!(spec.recovery.automatic_master_recovery);
+        assert_eq!(spec.recovery.block_period_seconds, 3600);
+    }
+}
