@@ -16,6 +16,7 @@ pub use crate::topology::policy::PromotionRule;
 
 /// A MySQL or MariaDB replication cluster: one primary and its replicas, kept available
 /// by korc with orchestrator's failure analysis and recovery.
+#[allow(clippy::duplicated_attributes)] // each printcolumn(...) repeats the same keys
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "korc.dev",
