@@ -1,0 +1,195 @@
+//! The server configuration korc imposes, and spec validation beyond the CRD schema.
+
+use crate::api::MySQLClusterSpec;
+
+/// Server flavor, from the image name (MySQL 8.x and Percona Server images are MySQL;
+/// everything else is taken for MariaDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// MySQL 8.x.
+    Mysql,
+    /// MariaDB 10.6 or later.
+    Mariadb,
+}
+
+impl Flavor {
+    /// The flavor of an image reference.
+    pub fn of_image(image: &str) -> Self {
+        let repo = image.rsplit('/').next().unwrap_or(image);
+        if repo.starts_with("mysql") || repo.starts_with("percona") {
+            Self::Mysql
+        } else {
+            Self::Mariadb
+        }
+    }
+}
+
+/// Settings korc relies on; `mysqlConfig` may not override them.
+const PROTECTED: &[&str] = &[
+    "server_id",
+    "log_bin",
+    "log_slave_updates",
+    "log_replica_updates",
+    "binlog_format",
+    "gtid_strict_mode",
+    "gtid_mode",
+    "enforce_gtid_consistency",
+    "read_only",
+    "super_read_only",
+    "relay_log",
+    "relay_log_recovery",
+    "report_host",
+    "report_port",
+    "bind_address",
+    "port",
+    "datadir",
+    "socket",
+    "skip_slave_start",
+    "skip_replica_start",
+];
+
+/// Checks what the CRD schema cannot: protected settings and odd setting names.
+pub fn validate(spec: &MySQLClusterSpec) -> Result<(), String> {
+    for key in spec.mysql_config.keys() {
+        let normalized = key.trim().replace('-', "_").to_ascii_lowercase();
+        if normalized.is_empty()
+            || !normalized
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(format!(
+                "spec.mysqlConfig: {key:?} is not a server setting name"
+            ));
+        }
+        if PROTECTED.contains(&normalized.as_str()) || normalized.starts_with("rpl_semi_sync") {
+            return Err(format!(
+                "spec.mysqlConfig: {key} is managed by korc and cannot be set"
+            ));
+        }
+    }
+    if let Some(v) = spec.mysql_config.values().find(|v| v.contains('\n')) {
+        return Err(format!("spec.mysqlConfig: value {v:?} spans lines"));
+    }
+    Ok(())
+}
+
+/// The `[mysqld]` section korc gives every instance: GTID replication with binary logs
+/// on every instance, everything starting read-only (only korc makes the primary
+/// writable), relay-log recovery off (it would discard received transactions a
+/// failover needs), fast failure detection by replicas, and semi-sync as specified.
+pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
+    let flavor = Flavor::of_image(&spec.image);
+    let semi = spec.semi_sync.as_ref().filter(|s| s.enabled);
+    // Without a timeout the primary never falls back to asynchronous replication.
+    let timeout = semi.and_then(|s| s.timeout_ms).unwrap_or(4_294_967_295);
+    let on = |b: bool| if b { "ON" } else { "OFF" };
+    let mut cnf = String::from("# Managed by korc.\n[mysqld]\n");
+    cnf += "log_bin=mysql-bin\nrelay_log=relay-bin\nbinlog_format=ROW\nread_only=ON\nrelay_log_recovery=OFF\n";
+    cnf += "skip_name_resolve=ON\n";
+    match flavor {
+        Flavor::Mariadb => {
+            cnf += "log_slave_updates=ON\ngtid_strict_mode=ON\nslave_net_timeout=4\n";
+            cnf += &format!(
+                "rpl_semi_sync_master_enabled={m}\nrpl_semi_sync_slave_enabled={m}\n\
+                 rpl_semi_sync_master_timeout={timeout}\nrpl_semi_sync_master_wait_point=AFTER_SYNC\n",
+                m = on(semi.is_some())
+            );
+        }
+        Flavor::Mysql => {
+            cnf += "log_replica_updates=ON\ngtid_mode=ON\nenforce_gtid_consistency=ON\nsuper_read_only=ON\n";
+            cnf += "replica_net_timeout=4\n";
+            if semi.is_some() {
+                cnf += &format!(
+                    "plugin_load_add=semisync_source.so\nplugin_load_add=semisync_replica.so\n\
+                     rpl_semi_sync_source_enabled=ON\nrpl_semi_sync_replica_enabled=ON\n\
+                     rpl_semi_sync_source_timeout={timeout}\nrpl_semi_sync_source_wait_point=AFTER_SYNC\n"
+                );
+            }
+        }
+    }
+    for (k, v) in &spec.mysql_config {
+        cnf += &format!("{k}={v}\n");
+    }
+    cnf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SemiSyncSpec;
+
+    fn spec(image: &str) -> MySQLClusterSpec {
+        serde_json::from_value(serde_json::json!({"replicas": 3, "image": image})).unwrap()
+    }
+
+    #[test]
+    fn flavor_from_image() {
+        assert_eq!(Flavor::of_image("mariadb:10.11"), Flavor::Mariadb);
+        assert_eq!(
+            Flavor::of_image("docker.io/library/mariadb:11.4"),
+            Flavor::Mariadb
+        );
+        assert_eq!(Flavor::of_image("mysql:8.4"), Flavor::Mysql);
+        assert_eq!(
+            Flavor::of_image("percona/percona-server:8.0"),
+            Flavor::Mysql
+        );
+    }
+
+    #[test]
+    fn mariadb_config_starts_read_only_with_gtid_and_no_relay_log_recovery() {
+        let mut s = spec("mariadb:10.11");
+        s.mysql_config
+            .insert("max_connections".into(), "500".into());
+        let cnf = my_cnf(&s);
+        for line in [
+            "read_only=ON",
+            "log_slave_updates=ON",
+            "gtid_strict_mode=ON",
+            "relay_log_recovery=OFF",
+            "max_connections=500",
+            "rpl_semi_sync_master_enabled=OFF",
+        ] {
+            assert!(cnf.lines().any(|l| l == line), "{line} missing:\n{cnf}");
+        }
+    }
+
+    #[test]
+    fn semi_sync_without_timeout_never_falls_back() {
+        let mut s = spec("mariadb:10.11");
+        s.semi_sync = Some(SemiSyncSpec {
+            enabled: true,
+            timeout_ms: None,
+        });
+        let cnf = my_cnf(&s);
+        assert!(cnf.contains("rpl_semi_sync_master_enabled=ON"));
+        assert!(cnf.contains("rpl_semi_sync_master_timeout=4294967295"));
+        let mut m = spec("mysql:8.4");
+        m.semi_sync = Some(SemiSyncSpec {
+            enabled: true,
+            timeout_ms: Some(5000),
+        });
+        let cnf = my_cnf(&m);
+        assert!(cnf.contains("super_read_only=ON") && cnf.contains("gtid_mode=ON"));
+        assert!(cnf.contains("rpl_semi_sync_source_timeout=5000"));
+    }
+
+    #[test]
+    fn protected_and_malformed_settings_are_refused() {
+        for (k, v) in [
+            ("read-only", "0"),
+            ("server_id", "7"),
+            ("rpl_semi_sync_master_timeout", "1"),
+            ("bad key", "1"),
+            ("x", "a\nb"),
+        ] {
+            let mut s = spec("mariadb:10.11");
+            s.mysql_config.insert(k.into(), v.into());
+            assert!(
+                validate(&s).unwrap_err().contains("spec.mysqlConfig"),
+                "{k}"
+            );
+        }
+        assert!(validate(&spec("mariadb:10.11")).is_ok());
+    }
+}

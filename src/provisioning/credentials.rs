@@ -1,0 +1,143 @@
+//! Passwords and the accounts korc creates on every instance.
+
+use super::config::Flavor;
+use crate::topology::dialect::quote;
+use std::collections::BTreeMap;
+
+/// The passwords of a cluster, as stored in its credentials Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwords {
+    /// `root`.
+    pub root: String,
+    /// `korc`: the operator's account.
+    pub operator: String,
+    /// `korc_repl`: replication.
+    pub replication: String,
+    /// `korc_monitor`: read-only monitoring.
+    pub monitor: String,
+}
+
+/// Keys of the credentials Secret.
+const KEYS: [&str; 4] = [
+    "root-password",
+    "operator-password",
+    "replication-password",
+    "monitor-password",
+];
+
+/// User name of the operator's account.
+pub const OPERATOR_USER: &str = "korc";
+/// User name of the replication account.
+pub const REPLICATION_USER: &str = "korc_repl";
+/// User name of the monitoring account.
+pub const MONITOR_USER: &str = "korc_monitor";
+
+impl Passwords {
+    /// Fresh random passwords.
+    pub fn generate() -> Self {
+        let random = || uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            root: random(),
+            operator: random(),
+            replication: random(),
+            monitor: random(),
+        }
+    }
+
+    /// Reads the Secret's decoded data; names the first missing key.
+    pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Self, String> {
+        let get = |k: &str| {
+            data.get(k)
+                .map(|v| String::from_utf8_lossy(v).trim().to_string())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("the credentials Secret has no {k}"))
+        };
+        Ok(Self {
+            root: get(KEYS[0])?,
+            operator: get(KEYS[1])?,
+            replication: get(KEYS[2])?,
+            monitor: get(KEYS[3])?,
+        })
+    }
+
+    /// The Secret's data.
+    pub fn to_secret_data(&self) -> BTreeMap<String, String> {
+        KEYS.iter()
+            .zip([&self.root, &self.operator, &self.replication, &self.monitor])
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+}
+
+/// SQL run once on every new instance (the image's `/docker-entrypoint-initdb.d`):
+/// korc's accounts with least privilege, kept out of the binary log so no instance
+/// holds transactions of its own.
+pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
+    let mut sql = String::from("SET SESSION sql_log_bin = 0;\n");
+    let user = |name: &str, pw: &str| {
+        format!(
+            "CREATE USER IF NOT EXISTS '{name}'@'%' IDENTIFIED BY {};\n",
+            quote(pw)
+        )
+    };
+    sql += &user(OPERATOR_USER, &p.operator);
+    sql += &user(REPLICATION_USER, &p.replication);
+    sql += &user(MONITOR_USER, &p.monitor);
+    match flavor {
+        Flavor::Mariadb => {
+            sql += &format!(
+                "GRANT SELECT, RELOAD, PROCESS, SUPER, REPLICATION SLAVE, BINLOG MONITOR, BINLOG ADMIN, \
+                 REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN \
+                 ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO '{REPLICATION_USER}'@'%';\n\
+                 GRANT PROCESS, SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{MONITOR_USER}'@'%';\n"
+            );
+        }
+        Flavor::Mysql => {
+            sql += &format!(
+                "GRANT SELECT, RELOAD, PROCESS, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN, BINLOG_ADMIN, \
+                 GROUP_REPLICATION_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT REPLICATION SLAVE ON *.* TO '{REPLICATION_USER}'@'%';\n\
+                 GRANT PROCESS, REPLICATION CLIENT ON *.* TO '{MONITOR_USER}'@'%';\n"
+            );
+        }
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_round_trip_and_missing_keys() {
+        let p = Passwords::generate();
+        let data: BTreeMap<String, Vec<u8>> = p
+            .to_secret_data()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        assert_eq!(Passwords::from_secret_data(&data).unwrap(), p);
+        let mut partial = data.clone();
+        partial.remove("replication-password");
+        assert_eq!(
+            Passwords::from_secret_data(&partial).unwrap_err(),
+            "the credentials Secret has no replication-password"
+        );
+    }
+
+    #[test]
+    fn init_sql_stays_out_of_the_binlog() {
+        let p = Passwords {
+            root: "r".into(),
+            operator: "o'x".into(),
+            replication: "p".into(),
+            monitor: "m".into(),
+        };
+        let sql = init_sql(Flavor::Mariadb, &p);
+        assert!(sql.starts_with("SET SESSION sql_log_bin = 0;"));
+        assert!(sql.contains("IDENTIFIED BY 'o''x'"));
+        assert!(init_sql(Flavor::Mysql, &p).contains("SYSTEM_VARIABLES_ADMIN"));
+    }
+}

@@ -1,0 +1,412 @@
+//! The objects of one cluster: StatefulSet, Services, ConfigMap, Secrets, PodDisruptionBudget.
+
+use super::config::{Flavor, my_cnf};
+use super::credentials::{Passwords, init_sql};
+use super::{
+    MYSQL_PORT, POD_INDEX_LABEL, ROLE_LABEL, SourceAddress, common_labels, credentials_secret,
+    headless_service, selector_labels,
+};
+use crate::api::MySQLCluster;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, Secret, SecretKeySelector, SecretVolumeSource, Service, ServicePort,
+    ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use std::collections::BTreeMap;
+
+/// Everything korc keeps in shape for a cluster.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The instances.
+    pub stateful_set: StatefulSet,
+    /// Headless, `-primary` and `-replicas` Services.
+    pub services: Vec<Service>,
+    /// `my.cnf`.
+    pub config_map: ConfigMap,
+    /// The generated credentials Secret (none when the user provides one).
+    pub credentials: Option<Secret>,
+    /// The first-start SQL with korc's accounts.
+    pub init_secret: Secret,
+    /// Disruption budget (none for a single instance).
+    pub pdb: Option<PodDisruptionBudget>,
+}
+
+fn meta(cluster: &MySQLCluster, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: cluster.metadata.namespace.clone(),
+        labels: Some(common_labels(cluster)),
+        owner_references: cluster
+            .controller_owner_ref(&())
+            .map(|o: OwnerReference| vec![o]),
+        ..Default::default()
+    }
+}
+
+fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+fn env_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Builds the desired objects. `generated` carries the passwords to store when korc
+/// owns the credentials Secret; `passwords` are the ones in force.
+pub fn build(
+    cluster: &MySQLCluster,
+    passwords: &Passwords,
+    generated: bool,
+    source: SourceAddress,
+) -> Desired {
+    let name = headless_service(cluster);
+    let ns = cluster.metadata.namespace.clone().unwrap_or_default();
+    let spec = &cluster.spec;
+    let flavor = Flavor::of_image(&spec.image);
+    let selector = selector_labels(cluster);
+    let config_name = format!("{name}-config");
+    let init_name = format!("{name}-init");
+
+    let report_host = match source {
+        SourceAddress::PodDns => format!("$(POD_NAME).{name}.{ns}.svc"),
+        SourceAddress::PodIp => "$(POD_IP)".into(),
+    };
+    let root_env = match flavor {
+        Flavor::Mariadb => "MARIADB_ROOT_PASSWORD",
+        Flavor::Mysql => "MYSQL_ROOT_PASSWORD",
+    };
+    let container = Container {
+        name: "mysql".into(),
+        image: Some(spec.image.clone()),
+        // server_id 10..18 from the ordinal (0 would refuse replication).
+        args: Some(vec![
+            "--server-id=1$(POD_INDEX)".into(),
+            format!("--report-host={report_host}"),
+        ]),
+        env: Some(vec![
+            env_field("POD_NAME", "metadata.name"),
+            env_field("POD_IP", "status.podIP"),
+            env_field(
+                "POD_INDEX",
+                &format!("metadata.labels['{POD_INDEX_LABEL}']"),
+            ),
+            EnvVar {
+                name: root_env.into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: credentials_secret(cluster),
+                        key: "root-password".into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("mysql".into()),
+            container_port: MYSQL_PORT,
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(MYSQL_PORT),
+                ..Default::default()
+            }),
+            period_seconds: Some(2),
+            ..Default::default()
+        }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".into(),
+                mount_path: "/var/lib/mysql".into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "config".into(),
+                mount_path: "/etc/mysql/conf.d".into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: "init".into(),
+                mount_path: "/docker-entrypoint-initdb.d".into(),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    };
+    let overrides = &spec.pod_template;
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(common_labels(cluster));
+    let pod = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: (!overrides.annotations.is_empty()).then(|| overrides.annotations.clone()),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            volumes: Some(vec![
+                Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: config_name.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                Volume {
+                    name: "init".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(init_name.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            affinity: overrides.affinity.clone(),
+            tolerations: non_empty(&overrides.tolerations),
+            topology_spread_constraints: non_empty(&overrides.topology_spread_constraints),
+            node_selector: (!overrides.node_selector.is_empty())
+                .then(|| overrides.node_selector.clone()),
+            termination_grace_period_seconds: Some(30),
+            ..Default::default()
+        }),
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            labels: Some(selector.clone()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".into(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let stateful_set = StatefulSet {
+        metadata: meta(cluster, name.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(name.clone()),
+            // korc decides roles itself; pods need not wait for each other.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            template: pod,
+            volume_claim_templates: Some(vec![claim]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let service = |svc_name: String, role: Option<&str>, headless: bool| {
+        let mut sel = selector.clone();
+        if let Some(role) = role {
+            sel.insert(ROLE_LABEL.into(), role.into());
+        }
+        Service {
+            metadata: meta(cluster, svc_name),
+            spec: Some(ServiceSpec {
+                cluster_ip: headless.then(|| "None".to_string()),
+                publish_not_ready_addresses: headless.then_some(true),
+                selector: Some(sel),
+                ports: Some(vec![ServicePort {
+                    name: Some("mysql".into()),
+                    port: MYSQL_PORT,
+                    target_port: Some(IntOrString::Int(MYSQL_PORT)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let services = vec![
+        service(name.clone(), None, true),
+        service(format!("{name}-primary"), Some("primary"), false),
+        service(format!("{name}-replicas"), Some("replica"), false),
+    ];
+
+    let config_map = ConfigMap {
+        metadata: meta(cluster, config_name),
+        data: Some(BTreeMap::from([("korc.cnf".to_string(), my_cnf(spec))])),
+        ..Default::default()
+    };
+    let credentials = generated.then(|| Secret {
+        metadata: meta(cluster, credentials_secret(cluster)),
+        string_data: Some(passwords.to_secret_data()),
+        ..Default::default()
+    });
+    let init_secret = Secret {
+        metadata: meta(cluster, init_name),
+        string_data: Some(BTreeMap::from([(
+            "korc-init.sql".to_string(),
+            init_sql(flavor, passwords),
+        )])),
+        ..Default::default()
+    };
+    let pdb = (spec.replicas > 1).then(|| PodDisruptionBudget {
+        metadata: meta(cluster, name.clone()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    Desired {
+        stateful_set,
+        services,
+        config_map,
+        credentials,
+        init_secret,
+        pdb,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(json: serde_json::Value) -> MySQLCluster {
+        let mut c = MySQLCluster::new("db", serde_json::from_value(json).unwrap());
+        c.metadata.namespace = Some("prod".into());
+        c.metadata.uid = Some("uid-1".into());
+        c
+    }
+
+    #[test]
+    fn builds_the_cluster_objects_with_owner_references() {
+        let c = cluster(
+            serde_json::json!({"replicas": 3, "image": "mariadb:10.11", "storage": {"size": "5Gi"}}),
+        );
+        let d = build(&c, &Passwords::generate(), true, SourceAddress::PodDns);
+        let sts = d.stateful_set.spec.as_ref().unwrap();
+        assert_eq!(sts.replicas, Some(3));
+        assert_eq!(sts.service_name.as_deref(), Some("db"));
+        let claim = &sts.volume_claim_templates.as_ref().unwrap()[0];
+        assert_eq!(
+            claim
+                .spec
+                .as_ref()
+                .unwrap()
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .0,
+            "5Gi"
+        );
+        let container = &sts.template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            container.args.as_ref().unwrap()[1],
+            "--report-host=$(POD_NAME).db.prod.svc"
+        );
+        let names: Vec<_> = d
+            .services
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["db", "db-primary", "db-replicas"]);
+        assert_eq!(
+            d.services[1]
+                .spec
+                .as_ref()
+                .unwrap()
+                .selector
+                .as_ref()
+                .unwrap()[ROLE_LABEL],
+            "primary"
+        );
+        assert_eq!(
+            d.services[0].spec.as_ref().unwrap().cluster_ip.as_deref(),
+            Some("None")
+        );
+        for m in [
+            &d.stateful_set.metadata,
+            &d.config_map.metadata,
+            &d.init_secret.metadata,
+        ] {
+            let owner = &m.owner_references.as_ref().unwrap()[0];
+            assert_eq!(
+                (owner.kind.as_str(), owner.controller),
+                ("MySQLCluster", Some(true))
+            );
+        }
+        assert!(d.credentials.is_some());
+        assert!(d.pdb.is_some());
+    }
+
+    #[test]
+    fn single_instance_has_no_pdb_and_user_secrets_are_not_generated() {
+        let c = cluster(
+            serde_json::json!({"replicas": 1, "image": "mysql:8.4", "credentialsSecret": "mine"}),
+        );
+        let d = build(&c, &Passwords::generate(), false, SourceAddress::PodIp);
+        assert!(d.pdb.is_none() && d.credentials.is_none());
+        let container = &d
+            .stateful_set
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        let env = container.env.as_ref().unwrap();
+        let root = env
+            .iter()
+            .find(|e| e.name == "MYSQL_ROOT_PASSWORD")
+            .unwrap();
+        assert_eq!(
+            root.value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "mine"
+        );
+        assert_eq!(
+            container.args.as_ref().unwrap()[1],
+            "--report-host=$(POD_IP)"
+        );
+    }
+}
