@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod error;
+pub mod operator;
 pub mod provisioning;
 pub mod topology;
 

@@ -1,0 +1,3 @@
+//! The operator: reconciles `MySQLCluster` resources.
+
+pub mod status;
