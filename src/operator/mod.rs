@@ -1,3 +1,4 @@
 //! The operator: reconciles `MySQLCluster` resources.
 
+pub mod bootstrap;
 pub mod status;

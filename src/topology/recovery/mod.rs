@@ -138,8 +138,9 @@ async fn promote(connector: &Connector, key: &InstanceKey, writable: bool) -> Re
 }
 
 /// Points an instance at `source` with GTID auto-positioning and starts replication.
-/// `was_master` marks an old master: on MariaDB its applied position is its binlog.
-async fn point_to(
+/// `was_master` marks an instance that replicated from nobody (an old master or a new
+/// instance): on MariaDB its applied position is then its binlog.
+pub async fn point_to(
     connector: &Connector,
     key: &InstanceKey,
     source: &InstanceKey,
@@ -159,7 +160,12 @@ async fn point_to(
     s.exec(&d.start_replica()).await
 }
 
-async fn set_read_only(connector: &Connector, key: &InstanceKey, read_only: bool) -> Result<()> {
+/// Makes an instance read-only, or writable.
+pub async fn set_read_only(
+    connector: &Connector,
+    key: &InstanceKey,
+    read_only: bool,
+) -> Result<()> {
     let mut s = connector.connect(key).await?;
     for stmt in s.dialect.set_read_only(read_only) {
         s.exec(&stmt).await?;
