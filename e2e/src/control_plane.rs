@@ -101,7 +101,9 @@ impl ControlPlane {
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(Error::Supervisor("the control-plane thread died".to_owned()))
+                Err(Error::Supervisor(
+                    "the control-plane thread died".to_owned(),
+                ))
             }
         }
     }
@@ -254,6 +256,7 @@ struct Cluster {
 impl Cluster {
     async fn start(&mut self, config: &ControlPlaneConfig, bin: &Binaries) -> Result<Started> {
         let began = Instant::now();
+        remove_stale_temp_dirs();
         let deadline = began + config.start_timeout;
         let block = AddressBlock::acquire(config.address_block)?;
         let octet = block.octet();
@@ -263,7 +266,8 @@ impl Cluster {
         let dir = match &config.dir {
             Some(dir) => dir.clone(),
             None => {
-                let dir = std::env::temp_dir().join(format!("korc-e2e-{octet}-{}", std::process::id()));
+                let dir =
+                    std::env::temp_dir().join(format!("korc-e2e-{octet}-{}", std::process::id()));
                 self.temp_dir = Some(dir.clone());
                 dir
             }
@@ -417,8 +421,15 @@ impl Cluster {
         self.wait_until("nodes", deadline, &logs, || {
             let nodes: Api<Node> = Api::all(client.clone());
             async move {
-                let list = nodes.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-                let ready = list.items.iter().filter(|n| crate::agent::node_is_ready(n)).count();
+                let list = nodes
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ready = list
+                    .items
+                    .iter()
+                    .filter(|n| crate::agent::node_is_ready(n))
+                    .count();
                 if ready >= expected {
                     Ok(())
                 } else {
@@ -523,6 +534,30 @@ impl Cluster {
             let _ = std::fs::remove_dir_all(dir);
         }
         self.block = None;
+    }
+}
+
+/// Removes temporary directories of control planes whose process is gone.
+///
+/// A control plane kept in a `static` is never dropped: the kernel kills its
+/// processes when the test binary exits, but its directory stays behind.
+fn remove_stale_temp_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = ["korc-e2e-", "korc-run-"]
+            .iter()
+            .find_map(|prefix| name.strip_prefix(prefix))
+            .and_then(|rest| rest.rsplit('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = owner
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

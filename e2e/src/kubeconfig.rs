@@ -46,7 +46,7 @@ pub enum Credential {
 /// test (each with its own runtime) should make its own.
 pub async fn client(path: &Path) -> Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }

@@ -100,7 +100,7 @@ pub fn is_pod_ip(octet: u8, ip: Ipv4Addr) -> bool {
 /// The index of pod address `ip` in block `octet` (inverse of [`pod_ip`]).
 pub fn pod_index(octet: u8, ip: Ipv4Addr) -> Option<u32> {
     let [_, _, c, d] = ip.octets();
-    (is_pod_ip(octet, ip) && d >= 1 && d <= 254).then(|| u32::from(c) * 254 + u32::from(d) - 1)
+    (is_pod_ip(octet, ip) && (1..=254).contains(&d)).then(|| u32::from(c) * 254 + u32::from(d) - 1)
 }
 
 #[cfg(test)]

@@ -61,7 +61,12 @@ impl Supervised {
         if launch.clear_env {
             cmd.env_clear();
         }
-        cmd.envs(launch.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))));
+        cmd.envs(
+            launch
+                .env
+                .iter()
+                .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
+        );
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {

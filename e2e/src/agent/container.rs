@@ -29,6 +29,17 @@ pub(crate) struct PodScope {
     pub korc_binary: PathBuf,
 }
 
+/// Where one container's private files live.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerFiles {
+    /// Private directory (config, shims, tmp, `HOME`).
+    pub dir: PathBuf,
+    /// Unix socket path for servers (kept short: at most 108 bytes).
+    pub socket: PathBuf,
+    /// Log file receiving stdout and stderr.
+    pub log: PathBuf,
+}
+
 /// A container ready to start: how to launch it, plus what exec probes need.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -41,8 +52,12 @@ pub(crate) struct Plan {
 impl Plan {
     /// A launch of `argv` in this container's environment (for exec probes).
     pub fn exec(&self, argv: &[String], log: PathBuf) -> Option<Launch> {
-        let vars: HashMap<&str, &str> =
-            self.launch.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let vars: HashMap<&str, &str> = self
+            .launch
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let mut argv = argv.iter().map(|a| self.mounts.rewrite(&expand(a, &vars)));
         let program = argv.next()?;
         Some(Launch {
@@ -56,18 +71,16 @@ impl Plan {
     }
 }
 
-/// Plans `container` (whose private directory is `dir` and unix socket path
-/// `socket`) with its resolved environment.
+/// Plans `container` with its resolved environment.
 pub(crate) fn plan(
     scope: &PodScope,
     container: &Container,
     runtime: Runtime,
-    dir: &Path,
-    socket: &Path,
+    files: &ContainerFiles,
     mounts: MountTable,
     env: Vec<(String, String)>,
-    log: PathBuf,
 ) -> Result<Plan> {
+    let dir = files.dir.as_path();
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
     let mut vars: Vec<(String, String)> = vec![
@@ -94,7 +107,7 @@ pub(crate) fn plan(
         .collect();
     let argv: Vec<String> = match runtime {
         Runtime::MariaDb => {
-            let layout = mariadb::prepare(dir, socket, scope.ip, &mounts, &vars)?;
+            let layout = mariadb::prepare(dir, &files.socket, scope.ip, &mounts, &vars)?;
             let path = vars
                 .iter()
                 .find(|(k, _)| k == "PATH")
@@ -102,7 +115,11 @@ pub(crate) fn plan(
                 .unwrap_or_default();
             set(&mut vars, "PATH", path);
             set(&mut vars, "MYSQL_HOME", layout.home.display().to_string());
-            set(&mut vars, "MYSQL_UNIX_PORT", layout.socket.display().to_string());
+            set(
+                &mut vars,
+                "MYSQL_UNIX_PORT",
+                layout.socket.display().to_string(),
+            );
             if container.command.as_ref().is_none_or(Vec::is_empty) {
                 // The image's ENTRYPOINT and default CMD.
                 let mut argv = vec!["docker-entrypoint.sh".to_owned()];
@@ -124,7 +141,10 @@ pub(crate) fn plan(
                     .collect(),
                 Some(command) => {
                     let mut argv = spec_argv.clone();
-                    if Path::new(&command[0]).file_name().is_some_and(|n| n == "korc") {
+                    if Path::new(&command[0])
+                        .file_name()
+                        .is_some_and(|n| n == "korc")
+                    {
                         argv[0] = binary;
                     }
                     argv
@@ -161,7 +181,7 @@ pub(crate) fn plan(
             env: vars,
             clear_env: true,
             cwd,
-            log,
+            log: files.log.clone(),
         },
         mounts,
     })

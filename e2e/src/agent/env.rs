@@ -19,7 +19,10 @@ pub(crate) fn field(pod: &Pod, facts: &PodFacts, path: &str) -> Option<String> {
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
     let keyed = |prefix: &str| -> Option<String> {
-        let key = path.strip_prefix(prefix)?.strip_prefix("['")?.strip_suffix("']")?;
+        let key = path
+            .strip_prefix(prefix)?
+            .strip_prefix("['")?
+            .strip_suffix("']")?;
         Some(key.to_owned())
     };
     if let Some(key) = keyed("metadata.labels") {
@@ -60,16 +63,30 @@ pub(crate) async fn resolve(
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
         let data = if let Some(cm) = &from.config_map_ref {
-            optional(sources.config_map(&cm.name).await?, cm.optional, "ConfigMap", &cm.name)?
+            optional(
+                sources.config_map(&cm.name).await?,
+                cm.optional,
+                "ConfigMap",
+                &cm.name,
+            )?
         } else if let Some(secret) = &from.secret_ref {
-            optional(sources.secret(&secret.name).await?, secret.optional, "Secret", &secret.name)?
+            optional(
+                sources.secret(&secret.name).await?,
+                secret.optional,
+                "Secret",
+                &secret.name,
+            )?
         } else {
             HashMap::new()
         };
         let mut entries: Vec<_> = data.into_iter().collect();
         entries.sort();
         for (k, v) in entries {
-            set(&mut vars, format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned());
+            set(
+                &mut vars,
+                format!("{prefix}{k}"),
+                String::from_utf8_lossy(&v).into_owned(),
+            );
         }
     }
     for var in container.env.iter().flatten() {
@@ -120,14 +137,21 @@ async fn value_from(
     if let Some(r) = &source.resource_field_ref {
         // No cgroups here: report the declared value, else the node's capacity.
         let resources = container.resources.as_ref();
-        let (kind, resource) = r.resource.split_once('.').unwrap_or(("limits", &r.resource));
+        let (kind, resource) = r
+            .resource
+            .split_once('.')
+            .unwrap_or(("limits", &r.resource));
         let declared = match kind {
             "requests" => resources.and_then(|res| res.requests.as_ref()),
             _ => resources.and_then(|res| res.limits.as_ref()),
         }
         .and_then(|m| m.get(resource))
         .map(|q| q.0.clone());
-        let fallback = if resource == "cpu" { "8" } else { "17179869184" };
+        let fallback = if resource == "cpu" {
+            "8"
+        } else {
+            "17179869184"
+        };
         return Ok(Some(declared.unwrap_or_else(|| fallback.to_owned())));
     }
     if let Some(key) = &source.config_map_key_ref {

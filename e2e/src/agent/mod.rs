@@ -55,14 +55,23 @@ pub fn default_korc_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target"),
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        },
         PathBuf::from,
     );
     target.join("debug").join("korc")
 }
 
 /// Where the log of `container` in `namespace/pod` is written (all runs appended).
-pub fn container_log_path(state_dir: &Path, namespace: &str, pod: &str, container: &str) -> PathBuf {
+pub fn container_log_path(
+    state_dir: &Path,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> PathBuf {
     state_dir
         .join("logs")
         .join(namespace)
@@ -196,7 +205,11 @@ impl NodeAgent {
         let (node_tx, node_rx) = mpsc::unbounded_channel();
         let tasks = vec![
             tokio::spawn(node::heartbeat(ctx.clone(), shutdown_rx.clone())),
-            tokio::spawn(node::watch_faults(ctx.clone(), node_tx, shutdown_rx.clone())),
+            tokio::spawn(node::watch_faults(
+                ctx.clone(),
+                node_tx,
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(storage::provision(ctx.clone(), shutdown_rx.clone())),
             tokio::spawn(dispatch(ctx.clone(), node_rx, shutdown_rx)),
         ];
@@ -368,17 +381,23 @@ fn on_pod(
 
 /// Deletes a pod whose processes are gone (the kubelet's final step).
 pub(crate) async fn delete_now(client: kube::Client, pod: Pod) {
-    let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref())
-    else {
+    let (Some(ns), Some(name)) = (
+        pod.metadata.namespace.as_deref(),
+        pod.metadata.name.as_deref(),
+    ) else {
         return;
     };
     let api: Api<Pod> = Api::namespaced(client, ns);
     let params = DeleteParams {
         grace_period_seconds: Some(0),
-        preconditions: pod.metadata.uid.clone().map(|uid| kube::api::Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        }),
+        preconditions: pod
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
         ..DeleteParams::default()
     };
     if let Err(e) = api.delete(name, &params).await

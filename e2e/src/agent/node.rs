@@ -76,8 +76,14 @@ fn labels(node: &NodeInfo) -> BTreeMap<String, String> {
         ("kubernetes.io/os".to_owned(), "linux".to_owned()),
         ("kubernetes.io/arch".to_owned(), go_arch().to_owned()),
         ("topology.kubernetes.io/zone".to_owned(), node.zone.clone()),
-        ("topology.kubernetes.io/region".to_owned(), "local".to_owned()),
-        ("node.kubernetes.io/instance-type".to_owned(), "korc-process".to_owned()),
+        (
+            "topology.kubernetes.io/region".to_owned(),
+            "local".to_owned(),
+        ),
+        (
+            "node.kubernetes.io/instance-type".to_owned(),
+            "korc-process".to_owned(),
+        ),
     ])
 }
 
@@ -97,22 +103,48 @@ async fn report_status(ctx: &Context, node: &NodeInfo, ready: bool) -> Result<()
     };
     // Keep lastTransitionTime stable while a condition does not change.
     let current = nodes.get_status(&node.name).await?;
-    let previous = current.status.and_then(|s| s.conditions).unwrap_or_default();
+    let previous = current
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default();
     let mut conditions = vec![
-        condition("Ready", ready, "KubeletReady", "korc node agent is running pods as local processes"),
-        condition("MemoryPressure", false, "KubeletHasSufficientMemory", "no memory pressure"),
-        condition("DiskPressure", false, "KubeletHasNoDiskPressure", "no disk pressure"),
-        condition("PIDPressure", false, "KubeletHasSufficientPID", "no PID pressure"),
+        condition(
+            "Ready",
+            ready,
+            "KubeletReady",
+            "korc node agent is running pods as local processes",
+        ),
+        condition(
+            "MemoryPressure",
+            false,
+            "KubeletHasSufficientMemory",
+            "no memory pressure",
+        ),
+        condition(
+            "DiskPressure",
+            false,
+            "KubeletHasNoDiskPressure",
+            "no disk pressure",
+        ),
+        condition(
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "no PID pressure",
+        ),
     ];
     for c in &mut conditions {
-        if let Some(old) = previous.iter().find(|o| Some(o.type_.as_str()) == c["type"].as_str())
+        if let Some(old) = previous
+            .iter()
+            .find(|o| Some(o.type_.as_str()) == c["type"].as_str())
             && Some(old.status.as_str()) == c["status"].as_str()
             && let Some(t) = &old.last_transition_time
         {
             c["lastTransitionTime"] = json!(t);
         }
     }
-    let capacity = json!({ "cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi" });
+    let capacity =
+        json!({ "cpu": "8", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi" });
     let status = json!({ "status": {
         "conditions": conditions,
         "addresses": [
@@ -224,7 +256,9 @@ pub(crate) async fn watch_faults(
             },
         };
         let name = node.metadata.name.clone().unwrap_or_default();
-        let Some(info) = ctx.node(&name) else { continue };
+        let Some(info) = ctx.node(&name) else {
+            continue;
+        };
         let Some(fault) = node
             .metadata
             .annotations

@@ -15,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::container::{self, Plan, PodScope};
+use super::container::{self, ContainerFiles, Plan, PodScope};
 use super::env::{self, PodFacts};
 use super::images::{self, Runtime};
 use super::probes::Tracker;
@@ -93,9 +93,7 @@ enum Published {
 struct Slot {
     spec: Container,
     runtime: Runtime,
-    dir: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
+    files: ContainerFiles,
     process: Option<Supervised>,
     started: Option<(Timestamp, Instant)>,
     state: State,
@@ -226,41 +224,50 @@ impl PodRun {
             .state_dir
             .join("pods")
             .join(format!("{namespace}_{name}_{}", &uid[..uid.len().min(8)]));
-        let slot = |c: &Container, previous: Option<&k8s_openapi::api::core::v1::ContainerStatus>| {
-            let seq = ctx.next_seq();
-            let ran_before = previous.is_some_and(|s| {
-                s.state
-                    .as_ref()
-                    .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
-            });
-            Slot {
-                runtime: images::classify(c.image.as_deref().unwrap_or_default()),
-                dir: dir.join("containers").join(&c.name),
-                socket: ctx.run_dir.join(format!("{seq}.sock")),
-                log: container_log_path(&ctx.config.state_dir, &namespace, &name, &c.name),
-                process: None,
-                started: None,
-                state: State::waiting("ContainerCreating", ""),
-                last: None,
-                restart_count: previous.map_or(0, |s| s.restart_count),
-                ever_started: ran_before,
-                finished: false,
-                next_start: Instant::now(),
-                backoff: Duration::ZERO,
-                readiness: None,
-                liveness: None,
-                ready: false,
-                spec: c.clone(),
-            }
-        };
-        let previous = |statuses: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>, name: &str| {
+        let slot =
+            |c: &Container, previous: Option<&k8s_openapi::api::core::v1::ContainerStatus>| {
+                let seq = ctx.next_seq();
+                let ran_before = previous.is_some_and(|s| {
+                    s.state
+                        .as_ref()
+                        .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+                });
+                Slot {
+                    runtime: images::classify(c.image.as_deref().unwrap_or_default()),
+                    files: ContainerFiles {
+                        dir: dir.join("containers").join(&c.name),
+                        socket: ctx.run_dir.join(format!("{seq}.sock")),
+                        log: container_log_path(&ctx.config.state_dir, &namespace, &name, &c.name),
+                    },
+                    process: None,
+                    started: None,
+                    state: State::waiting("ContainerCreating", ""),
+                    last: None,
+                    restart_count: previous.map_or(0, |s| s.restart_count),
+                    ever_started: ran_before,
+                    finished: false,
+                    next_start: Instant::now(),
+                    backoff: Duration::ZERO,
+                    readiness: None,
+                    liveness: None,
+                    ready: false,
+                    spec: c.clone(),
+                }
+            };
+        let previous = |statuses: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
+                        name: &str| {
             statuses.iter().flatten().find(|s| s.name == name).cloned()
         };
         let init = spec
             .init_containers
             .iter()
             .flatten()
-            .map(|c| slot(c, previous(&status.init_container_statuses, &c.name).as_ref()))
+            .map(|c| {
+                slot(
+                    c,
+                    previous(&status.init_container_statuses, &c.name).as_ref(),
+                )
+            })
             .collect();
         let main = spec
             .containers
@@ -269,7 +276,10 @@ impl PodRun {
             .collect();
         Some(Self {
             api: Api::namespaced(ctx.client.clone(), &namespace),
-            restart_policy: spec.restart_policy.clone().unwrap_or_else(|| "Always".to_owned()),
+            restart_policy: spec
+                .restart_policy
+                .clone()
+                .unwrap_or_else(|| "Always".to_owned()),
             start_time: status.start_time.map_or_else(Timestamp::now, |t| t.0),
             host_ip: node.ip,
             ctx,
@@ -302,18 +312,28 @@ impl PodRun {
 
     /// Volumes, the pod's kubeconfig and the pod-wide launch inputs.
     async fn prepare(&mut self) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).context(|| format!("creating {}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .context(|| format!("creating {}", self.dir.display()))?;
         let mut sources = Sources::new(self.ctx.client.clone(), &self.namespace);
-        let volumes =
-            volumes::materialise(&self.ctx.client, &self.pod, &self.facts(), &self.dir, &mut sources).await?;
+        let volumes = volumes::materialise(
+            &self.ctx.client,
+            &self.pod,
+            &self.facts(),
+            &self.dir,
+            &mut sources,
+        )
+        .await?;
         let spec = self.pod.spec.clone().unwrap_or_default();
         let kubeconfig = if spec.automount_service_account_token == Some(false) {
             None
         } else {
             let account = spec.service_account_name.as_deref().unwrap_or("default");
-            let token = sources.token(account, (&self.name, &self.uid), None, 3607).await?;
+            let token = sources
+                .token(account, (&self.name, &self.uid), None, 3607)
+                .await?;
             let token_file = self.dir.join("token");
-            std::fs::write(&token_file, token).context(|| format!("writing {}", token_file.display()))?;
+            std::fs::write(&token_file, token)
+                .context(|| format!("writing {}", token_file.display()))?;
             let path = self.dir.join("kubeconfig");
             kubeconfig::write(
                 &path,
@@ -437,7 +457,12 @@ impl PodRun {
                     Signal::Stop => process.signal_group(libc::SIGSTOP),
                     Signal::Continue => process.signal_group(libc::SIGCONT),
                 }
-                tracing::info!(pod = self.name, fault = value, pid = process.pid(), "fault injected");
+                tracing::info!(
+                    pod = self.name,
+                    fault = value,
+                    pid = process.pid(),
+                    "fault injected"
+                );
             }
         }
         self.handled_fault = Some(value);
@@ -459,7 +484,11 @@ impl PodRun {
                 .pod
                 .metadata
                 .deletion_grace_period_seconds
-                .or(self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .or(self
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds))
                 .unwrap_or(30);
             for slot in self.init.iter().chain(self.main.iter()) {
                 if let Some(process) = &slot.process {
@@ -515,7 +544,11 @@ impl PodRun {
                 "reason": if ok { None } else { reason },
             })
         };
-        let not_ready = if phase == Phase::Succeeded { "PodCompleted" } else { "ContainersNotReady" };
+        let not_ready = if phase == Phase::Succeeded {
+            "PodCompleted"
+        } else {
+            "ContainersNotReady"
+        };
         let conditions = vec![
             condition("PodScheduled", true, None),
             condition("Initialized", init_done, Some("ContainersNotInitialized")),
@@ -570,11 +603,12 @@ async fn start(
     let launched: Result<(Plan, Supervised)> = async {
         let env = env::resolve(pod, &slot.spec, facts, &mut sources).await?;
         let mounts = MountTable::for_container(&slot.spec, volumes)?;
-        if let Some(parent) = slot.log.parent() {
+        if let Some(parent) = slot.files.log.parent() {
             std::fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::create_dir_all(&slot.dir).context(|| format!("creating {}", slot.dir.display()))?;
-        let plan = container::plan(scope, &slot.spec, slot.runtime, &slot.dir, &slot.socket, mounts, env, slot.log.clone())?;
+        std::fs::create_dir_all(&slot.files.dir)
+            .context(|| format!("creating {}", slot.files.dir.display()))?;
+        let plan = container::plan(scope, &slot.spec, slot.runtime, &slot.files, mounts, env)?;
         let process = Supervised::spawn(&plan.launch)?;
         Ok((plan, process))
     }

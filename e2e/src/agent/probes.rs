@@ -43,8 +43,17 @@ pub(crate) struct Tracker {
 impl Tracker {
     /// A tracker for `probe` of a container started at `started`; `passing`
     /// is the state before the first result (false for readiness, true for liveness).
-    pub fn new(probe: &Probe, container: &Container, plan: &Plan, ip: Ipv4Addr, started: Instant, passing: bool) -> Self {
-        let seconds = |v: Option<i32>, default: i32| Duration::from_secs(u64::try_from(v.unwrap_or(default).max(0)).unwrap_or(1));
+    pub fn new(
+        probe: &Probe,
+        container: &Container,
+        plan: &Plan,
+        ip: Ipv4Addr,
+        started: Instant,
+        passing: bool,
+    ) -> Self {
+        let seconds = |v: Option<i32>, default: i32| {
+            Duration::from_secs(u64::try_from(v.unwrap_or(default).max(0)).unwrap_or(1))
+        };
         let initial = seconds(probe.initial_delay_seconds, 0);
         Self {
             action: action(probe, container, plan, ip),

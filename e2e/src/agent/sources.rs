@@ -42,7 +42,12 @@ impl Sources {
                 .flatten()
                 .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
                 .collect();
-            data.extend(cm.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())));
+            data.extend(
+                cm.binary_data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.0.clone())),
+            );
             data
         }))
     }
@@ -90,9 +95,10 @@ impl Sources {
         let response = api
             .create_token_request(service_account, &PostParams::default(), &request)
             .await?;
-        response
-            .status
-            .and_then(|s| s.token)
-            .ok_or_else(|| Error::PodSpec(format!("no token issued for service account {service_account}")))
+        response.status.and_then(|s| s.token).ok_or_else(|| {
+            Error::PodSpec(format!(
+                "no token issued for service account {service_account}"
+            ))
+        })
     }
 }

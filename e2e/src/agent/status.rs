@@ -142,7 +142,11 @@ pub(crate) fn phase(init_done: bool, init_failed: bool, containers: &[ContainerV
     let all_ok = containers
         .iter()
         .all(|c| matches!(c.state, State::Terminated { exit_code: 0, .. }));
-    if all_ok { Phase::Succeeded } else { Phase::Failed }
+    if all_ok {
+        Phase::Succeeded
+    } else {
+        Phase::Failed
+    }
 }
 
 #[cfg(test)]
@@ -178,21 +182,42 @@ mod tests {
         let running = State::Running {
             started: Timestamp::now(),
         };
-        assert_eq!(phase(false, false, &[view(running.clone(), true, false)]), Phase::Pending);
-        assert_eq!(phase(true, true, &[]), Phase::Failed);
         assert_eq!(
-            phase(true, false, &[view(State::waiting("ContainerCreating", ""), false, false)]),
+            phase(false, false, &[view(running.clone(), true, false)]),
             Phase::Pending
         );
-        assert_eq!(phase(true, false, &[view(running, true, false)]), Phase::Running);
-        // Backing off after a crash is still Running.
+        assert_eq!(phase(true, true, &[]), Phase::Failed);
         assert_eq!(
-            phase(true, false, &[view(State::waiting("CrashLoopBackOff", ""), true, false)]),
+            phase(
+                true,
+                false,
+                &[view(State::waiting("ContainerCreating", ""), false, false)]
+            ),
+            Phase::Pending
+        );
+        assert_eq!(
+            phase(true, false, &[view(running, true, false)]),
             Phase::Running
         );
-        assert_eq!(phase(true, false, &[view(exited(0), true, true)]), Phase::Succeeded);
+        // Backing off after a crash is still Running.
         assert_eq!(
-            phase(true, false, &[view(exited(0), true, true), view(exited(3), true, true)]),
+            phase(
+                true,
+                false,
+                &[view(State::waiting("CrashLoopBackOff", ""), true, false)]
+            ),
+            Phase::Running
+        );
+        assert_eq!(
+            phase(true, false, &[view(exited(0), true, true)]),
+            Phase::Succeeded
+        );
+        assert_eq!(
+            phase(
+                true,
+                false,
+                &[view(exited(0), true, true), view(exited(3), true, true)]
+            ),
             Phase::Failed
         );
     }

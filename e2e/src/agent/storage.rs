@@ -135,7 +135,12 @@ async fn provision_claim(ctx: &Context, claim: &PersistentVolumeClaim) -> Result
     let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
     match volumes.create(&PostParams::default(), &volume).await {
         Ok(_) => {
-            tracing::info!(claim = name, namespace = ns, volume = pv_name, "provisioned volume");
+            tracing::info!(
+                claim = name,
+                namespace = ns,
+                volume = pv_name,
+                "provisioned volume"
+            );
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),

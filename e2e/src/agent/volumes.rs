@@ -67,20 +67,52 @@ async fn materialise_one(
     }
     if let Some(cm) = &volume.config_map {
         let data = sources.config_map(&cm.name).await?;
-        write_keyed(dir, data, cm.items.as_deref(), cm.default_mode, cm.optional, "ConfigMap", &cm.name)?;
+        write_keyed(
+            dir,
+            data,
+            cm.items.as_deref(),
+            cm.default_mode,
+            cm.optional,
+            "ConfigMap",
+            &cm.name,
+        )?;
     } else if let Some(secret) = &volume.secret {
         let name = secret.secret_name.clone().unwrap_or_default();
         let data = sources.secret(&name).await?;
-        write_keyed(dir, data, secret.items.as_deref(), secret.default_mode, secret.optional, "Secret", &name)?;
+        write_keyed(
+            dir,
+            data,
+            secret.items.as_deref(),
+            secret.default_mode,
+            secret.optional,
+            "Secret",
+            &name,
+        )?;
     } else if let Some(projected) = &volume.projected {
         for source in projected.sources.iter().flatten() {
             if let Some(cm) = &source.config_map {
                 let data = sources.config_map(&cm.name).await?;
-                write_keyed(dir, data, cm.items.as_deref(), projected.default_mode, cm.optional, "ConfigMap", &cm.name)?;
+                write_keyed(
+                    dir,
+                    data,
+                    cm.items.as_deref(),
+                    projected.default_mode,
+                    cm.optional,
+                    "ConfigMap",
+                    &cm.name,
+                )?;
             }
             if let Some(secret) = &source.secret {
                 let data = sources.secret(&secret.name).await?;
-                write_keyed(dir, data, secret.items.as_deref(), projected.default_mode, secret.optional, "Secret", &secret.name)?;
+                write_keyed(
+                    dir,
+                    data,
+                    secret.items.as_deref(),
+                    projected.default_mode,
+                    secret.optional,
+                    "Secret",
+                    &secret.name,
+                )?;
             }
             if let Some(token) = &source.service_account_token {
                 let account = pod
@@ -91,18 +123,29 @@ async fn materialise_one(
                 let value = sources
                     .token(
                         &account,
-                        (pod.metadata.name.as_deref().unwrap_or_default(), pod.metadata.uid.as_deref().unwrap_or_default()),
+                        (
+                            pod.metadata.name.as_deref().unwrap_or_default(),
+                            pod.metadata.uid.as_deref().unwrap_or_default(),
+                        ),
                         token.audience.as_deref(),
                         token.expiration_seconds.unwrap_or(3607),
                     )
                     .await?;
-                write_file(&dir.join(&token.path), value.as_bytes(), projected.default_mode)?;
+                write_file(
+                    &dir.join(&token.path),
+                    value.as_bytes(),
+                    projected.default_mode,
+                )?;
             }
             if let Some(downward) = &source.downward_api {
                 for item in downward.items.iter().flatten() {
                     if let Some(f) = &item.field_ref {
                         let value = env::field(pod, facts, &f.field_path).unwrap_or_default();
-                        write_file(&dir.join(&item.path), value.as_bytes(), item.mode.or(projected.default_mode))?;
+                        write_file(
+                            &dir.join(&item.path),
+                            value.as_bytes(),
+                            item.mode.or(projected.default_mode),
+                        )?;
                     }
                 }
             }
@@ -111,7 +154,11 @@ async fn materialise_one(
         for item in downward.items.iter().flatten() {
             if let Some(f) = &item.field_ref {
                 let value = env::field(pod, facts, &f.field_path).unwrap_or_default();
-                write_file(&dir.join(&item.path), value.as_bytes(), item.mode.or(downward.default_mode))?;
+                write_file(
+                    &dir.join(&item.path),
+                    value.as_bytes(),
+                    item.mode.or(downward.default_mode),
+                )?;
             }
         }
     } else {
@@ -213,11 +260,17 @@ pub(crate) struct MountTable {
 
 impl MountTable {
     /// The mounts of `container` given the pod's volume directories.
-    pub fn for_container(container: &Container, volumes: &HashMap<String, PathBuf>) -> Result<Self> {
+    pub fn for_container(
+        container: &Container,
+        volumes: &HashMap<String, PathBuf>,
+    ) -> Result<Self> {
         let mut entries = Vec::new();
         for mount in container.volume_mounts.iter().flatten() {
             let base = volumes.get(&mount.name).ok_or_else(|| {
-                Error::PodSpec(format!("volume mount {} refers to an unknown volume", mount.name))
+                Error::PodSpec(format!(
+                    "volume mount {} refers to an unknown volume",
+                    mount.name
+                ))
             })?;
             let host = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 Some(sub) => {
@@ -260,13 +313,28 @@ impl MountTable {
         let mut i = 0;
         let bytes = text.as_bytes();
         'scan: while i < text.len() {
-            let starts_path = i == 0 || matches!(bytes[i - 1], b' ' | b'=' | b':' | b'\'' | b'"' | b'\t' | b'\n' | b'(' | b',' | b';');
+            let starts_path = i == 0
+                || matches!(
+                    bytes[i - 1],
+                    b' ' | b'=' | b':' | b'\'' | b'"' | b'\t' | b'\n' | b'(' | b',' | b';'
+                );
             if starts_path && bytes[i] == b'/' {
                 for (mount, host) in &self.entries {
                     if text[i..].starts_with(mount.as_str()) {
                         let end = i + mount.len();
                         let boundary = end == text.len()
-                            || matches!(bytes[end], b'/' | b' ' | b'\'' | b'"' | b'\t' | b'\n' | b')' | b',' | b';' | b':');
+                            || matches!(
+                                bytes[end],
+                                b'/' | b' '
+                                    | b'\''
+                                    | b'"'
+                                    | b'\t'
+                                    | b'\n'
+                                    | b')'
+                                    | b','
+                                    | b';'
+                                    | b':'
+                            );
                         if boundary {
                             out.push_str(&host.display().to_string());
                             i = end;
@@ -302,13 +370,22 @@ mod tests {
     #[test]
     fn rewrites_mount_paths_at_path_boundaries_only() {
         let t = table();
-        assert_eq!(t.rewrite("--log-bin=/var/lib/mysql/bin"), "--log-bin=/s/pv1/bin");
-        assert_eq!(t.rewrite("cat /etc/mysql/conf.d/my.cnf"), "cat /s/cm/my.cnf");
+        assert_eq!(
+            t.rewrite("--log-bin=/var/lib/mysql/bin"),
+            "--log-bin=/s/pv1/bin"
+        );
+        assert_eq!(
+            t.rewrite("cat /etc/mysql/conf.d/my.cnf"),
+            "cat /s/cm/my.cnf"
+        );
         assert_eq!(t.rewrite("/etcetera /etc"), "/etcetera /s/etc");
         assert_eq!(t.rewrite("/var/lib/mysqlx"), "/var/lib/mysqlx");
         assert_eq!(t.rewrite("http://x/etc"), "http://x/etc");
         assert_eq!(t.host_path("/var/lib/mysql"), Some(PathBuf::from("/s/pv1")));
-        assert_eq!(t.host_path("/etc/hosts"), Some(PathBuf::from("/s/etc/hosts")));
+        assert_eq!(
+            t.host_path("/etc/hosts"),
+            Some(PathBuf::from("/s/etc/hosts"))
+        );
         assert_eq!(t.host_path("/opt"), None);
     }
 }
