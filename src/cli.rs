@@ -56,6 +56,16 @@ pub enum Command {
     },
     /// Print the CustomResourceDefinitions korc defines, as YAML.
     Crd,
+    /// Run the operator: reconcile MySQLCluster resources (in-cluster config or KUBECONFIG).
+    Run {
+        /// Address of the /metrics, /healthz and /readyz endpoints.
+        #[arg(long, env = "KORC_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// How replicas name their source: the pod's DNS name, or its IP where there is
+        /// no cluster DNS (korc's local control plane).
+        #[arg(long, env = "KORC_SOURCE_ADDRESS", value_enum, default_value_t = crate::provisioning::SourceAddress::PodDns)]
+        source_address: crate::provisioning::SourceAddress,
+    },
     /// Graceful takeover: move the primary role to a replica; prints the record.
     Switchover {
         /// The cluster.
@@ -359,6 +369,17 @@ pub async fn run(command: Command) -> Result<u8> {
                     Ok(4)
                 }
             }
+        }
+        Command::Run {
+            listen,
+            source_address,
+        } => {
+            crate::operator::run(
+                crate::operator::controller::Settings { source_address },
+                listen,
+            )
+            .await?;
+            Ok(0)
         }
         Command::Crd => {
             print!("{}", crate::api::crds_yaml());

@@ -36,6 +36,9 @@ pub enum Error {
         #[source]
         source: mysql_async::Error,
     },
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
     /// A command-line argument or input document is wrong.
     #[error("{0}")]
     Invalid(String),

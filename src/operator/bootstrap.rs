@@ -150,6 +150,7 @@ mod tests {
         Member {
             pod: format!("db-{i}"),
             key: format!("10.0.0.{i}:3306").parse().unwrap(),
+            address: None,
             zone: None,
         }
     }

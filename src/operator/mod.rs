@@ -1,4 +1,100 @@
 //! The operator: reconciles `MySQLCluster` resources.
+//!
+//! [`run`] starts the controller and the HTTP endpoints; [`controller`] holds the
+//! reconciliation; [`bootstrap`] and [`status`] are its pure decisions.
 
 pub mod bootstrap;
+pub mod controller;
+pub mod metrics;
+pub mod server;
 pub mod status;
+
+use crate::api::MySQLCluster;
+use crate::provisioning::INSTANCE_LABEL;
+use crate::{Error, Result};
+use controller::{Context, Settings, error_policy, reconcile};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Runs the operator until SIGTERM or Ctrl-C: the controller, and `/metrics`,
+/// `/healthz` and `/readyz` on `listen`.
+pub async fn run(settings: Settings, listen: SocketAddr) -> Result<()> {
+    let client = Client::try_default().await?;
+    let clusters = Api::<MySQLCluster>::all(client.clone());
+    if let Err(e) = clusters.list(&ListParams::default().limit(1)).await {
+        return Err(Error::Invalid(format!(
+            "cannot list MySQLClusters ({e}); install the CRD: kubectl apply --server-side -f crds/"
+        )));
+    }
+    let mut registry = Registry::default();
+    let metrics = metrics::Metrics::register(&mut registry);
+    let shared = Arc::new(server::Shared {
+        registry,
+        ready: AtomicBool::new(false),
+    });
+    let reporter = Reporter {
+        controller: "korc".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+
+    let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=korc");
+    // The reconcilers read pods from this store; the controller watches them too, to
+    // react to a pod event at once.
+    let (pods, writer) = reflector::store();
+    let pod_store = reflector::reflector(
+        writer,
+        watcher(Api::<Pod>::all(client.clone()), managed.clone()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
+    tokio::spawn(pod_store);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        recorder,
+        pods,
+        metrics,
+        settings,
+    ));
+    let controller = Controller::new(clusters, watcher::Config::default())
+        .owns(Api::<StatefulSet>::all(client.clone()), managed.clone())
+        // A pod event (container died, pod deleted) probes its cluster at once.
+        .watches(Api::<Pod>::all(client), managed, |pod: Pod| {
+            let ns = pod.namespace().unwrap_or_default();
+            pod.labels()
+                .get(INSTANCE_LABEL)
+                .map(|c| ObjectRef::<MySQLCluster>::new(c).within(&ns))
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        });
+    shared.ready.store(true, Ordering::SeqCst);
+    tracing::info!(%listen, "korc operator running");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(server::serve(listen, shared, async {
+        let _ = stopped.await;
+    }));
+    controller.await;
+    let _ = stop.send(());
+    http.await
+        .map_err(|e| Error::Invalid(format!("HTTP server task: {e}")))?
+        .map_err(|source| Error::File {
+            path: listen.to_string(),
+            source,
+        })
+}

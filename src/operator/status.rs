@@ -27,6 +27,8 @@ pub struct Member {
     pub pod: String,
     /// The instance's key (what replicas use).
     pub key: InstanceKey,
+    /// Where korc dials it (the pod IP), when known.
+    pub address: Option<InstanceKey>,
     /// The zone of the pod's node.
     pub zone: Option<String>,
 }

@@ -8,7 +8,7 @@ mod credentials;
 mod objects;
 
 pub use config::{Flavor, my_cnf, validate};
-pub use credentials::{Passwords, init_sql};
+pub use credentials::{MONITOR_USER, OPERATOR_USER, Passwords, REPLICATION_USER, init_sql};
 pub use objects::{Desired, build};
 
 use crate::api::MySQLCluster;

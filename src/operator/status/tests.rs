@@ -44,6 +44,7 @@ fn members(n: usize) -> Vec<Member> {
         .map(|i| Member {
             pod: format!("db-{i}"),
             key: format!("10.0.0.{i}:3306").parse().unwrap(),
+            address: None,
             zone: Some(format!("zone-{i}")),
         })
         .collect()

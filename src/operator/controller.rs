@@ -1,0 +1,533 @@
+//! The `MySQLCluster` controller: validate, build, apply, observe, repair, report.
+//!
+//! Each reconciliation of a cluster applies its objects (when they changed), probes
+//! every instance, analyses the topology, attaches new instances and fences strays,
+//! keeps the pods' role labels, and writes the status when something significant
+//! changed. It then comes back after the cluster's probe interval, or at once when one
+//! of its pods changes (a container died, a pod was deleted).
+
+use super::bootstrap::{self, Plan};
+use super::metrics::{ClusterLabels, CodeLabels, Metrics, OutcomeLabels};
+use super::status::{self, Member, Observation, VOLATILE_REFRESH};
+use crate::api::{MySQLCluster, MySQLClusterStatus};
+use crate::provisioning::{
+    self, Desired, INSTANCE_LABEL, MYSQL_PORT, Passwords, ROLE_LABEL, SourceAddress,
+    credentials_secret, headless_service,
+};
+use crate::topology::analysis::{Analysis, analyze};
+use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::instance::{Instance, InstanceKey};
+use crate::topology::policy::{Downtime, Policy};
+use crate::topology::probe::{now_ms, probe_cluster};
+use crate::topology::session::{Connector, Credentials};
+use crate::{Error, Result};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The field manager of every object korc applies.
+pub const FIELD_MANAGER: &str = "korc";
+/// Objects are re-applied at least this often, to undo drift.
+const REAPPLY: Duration = Duration::from_secs(60);
+
+/// Operator-wide settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How replicas name their source.
+    pub source_address: SourceAddress,
+}
+
+/// What korc remembers of a cluster between reconciliations.
+#[derive(Debug, Default)]
+struct Memory {
+    instances: Vec<Instance>,
+    applied: Option<(u64, Instant)>,
+    written: Option<(MySQLClusterStatus, Instant)>,
+    code: Option<String>,
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// The pods korc manages, kept by a reflector.
+    pub pods: Store<Pod>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Settings.
+    pub settings: Settings,
+    memory: Mutex<HashMap<String, Memory>>,
+    zones: Mutex<HashMap<String, Option<String>>>,
+}
+
+impl Context {
+    /// A context for the controller.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        pods: Store<Pod>,
+        metrics: Metrics,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            pods,
+            metrics,
+            settings,
+            memory: Mutex::default(),
+            zones: Mutex::default(),
+        }
+    }
+
+    fn memory<T>(&self, key: &str, f: impl FnOnce(&mut Memory) -> T) -> T {
+        let mut all = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        f(all.entry(key.to_string()).or_default())
+    }
+}
+
+fn cluster_labels(cluster: &MySQLCluster) -> ClusterLabels {
+    ClusterLabels {
+        namespace: cluster.namespace().unwrap_or_default(),
+        cluster: cluster.name_any(),
+    }
+}
+
+/// Reconciles one cluster.
+pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = cluster
+        .namespace()
+        .ok_or_else(|| Error::Invalid("MySQLCluster must be namespaced".into()))?;
+    let id = format!("{ns}/{}", cluster.name_any());
+    let interval = Duration::from_millis(cluster.spec.probe_interval_ms.clamp(100, 60_000) as u64);
+    if let Err(message) = provisioning::validate(&cluster.spec) {
+        publish(
+            &ctx,
+            &cluster,
+            EventType::Warning,
+            "InvalidSpec",
+            "Validate",
+            message,
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let (passwords, generated) = passwords(&ctx, &cluster, &ns).await?;
+    if !cluster.spec.paused {
+        let desired =
+            provisioning::build(&cluster, &passwords, generated, ctx.settings.source_address);
+        apply_if_changed(&ctx, &cluster, &ns, &id, &desired).await?;
+    }
+
+    let members = members(&ctx, &cluster, &ns).await;
+    let connector = connector(&members, &passwords);
+    let keys: Vec<InstanceKey> = members.iter().map(|m| m.key.clone()).collect();
+    let previous = ctx.memory(&id, |m| m.instances.clone());
+    let mut instances = probe_cluster(&connector, &keys, &previous).await;
+    count_probes(&ctx, &instances);
+    let recorded = cluster.status.as_ref().and_then(|s| s.primary.clone());
+    let mut plan = bootstrap::plan(&members, &instances, recorded.as_deref());
+    if !cluster.spec.paused && !plan.actions.is_empty() {
+        let replication = ReplicationCredentials {
+            user: provisioning::REPLICATION_USER.into(),
+            password: passwords.replication.clone(),
+        };
+        for (ok, line) in bootstrap::execute(&connector, &replication, &plan.actions).await {
+            let result = if ok { "ok" } else { "failed" };
+            ctx.metrics
+                .actions
+                .get_or_create(&OutcomeLabels {
+                    kind: "topology".into(),
+                    result: result.into(),
+                })
+                .inc();
+            let (kind, reason) = if ok {
+                (EventType::Normal, "TopologyChanged")
+            } else {
+                (EventType::Warning, "TopologyChangeFailed")
+            };
+            publish(&ctx, &cluster, kind, reason, "Bootstrap", line).await;
+        }
+        instances = probe_cluster(&connector, &keys, &instances).await;
+        plan = bootstrap::plan(&members, &instances, plan.primary.as_deref());
+    }
+    let policy = policy(&cluster, &members);
+    let analysis = analyze(&instances, &policy, now_ms());
+    if !cluster.spec.paused {
+        label_roles(&ctx, &ns, &members, &plan).await?;
+    }
+    ctx.memory(&id, |m| m.instances = instances.clone());
+    report(
+        &ctx, &cluster, &ns, &id, &members, &instances, &analysis, &plan,
+    )
+    .await?;
+    Ok(Action::requeue(interval))
+}
+
+/// Requeues a failed reconciliation after a pause.
+pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %cluster.name_any(), %error, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&cluster_labels(&cluster))
+        .inc();
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn publish(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
+}
+
+/// Reads the passwords; generates them (and so owns the Secret) when the user gave none.
+async fn passwords(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Result<(Passwords, bool)> {
+    let name = credentials_secret(cluster);
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&name)
+        .await?;
+    let generated = cluster.spec.credentials_secret.is_none();
+    match secret.and_then(|s| s.data) {
+        Some(data) => {
+            let data: BTreeMap<String, Vec<u8>> = data.into_iter().map(|(k, v)| (k, v.0)).collect();
+            Ok((
+                Passwords::from_secret_data(&data)
+                    .map_err(|e| Error::Invalid(format!("Secret {name}: {e}")))?,
+                generated,
+            ))
+        }
+        None if generated => Ok((Passwords::generate(), true)),
+        None => Err(Error::Invalid(format!(
+            "the credentials Secret {name} does not exist"
+        ))),
+    }
+}
+
+async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<K>::namespaced(ctx.client.clone(), ns);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply_if_changed(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    ns: &str,
+    id: &str,
+    d: &Desired,
+) -> Result<()> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let text = serde_json::to_string(&(
+        &d.stateful_set,
+        &d.services,
+        &d.config_map,
+        &d.credentials,
+        &d.init_secret,
+        &d.pdb,
+    ))
+    .map_err(|source| Error::Json {
+        context: "desired objects".into(),
+        source,
+    })?;
+    text.hash(&mut hasher);
+    let hash = hasher.finish();
+    let fresh = ctx.memory(id, |m| {
+        m.applied
+            .is_some_and(|(h, at)| h == hash && at.elapsed() < REAPPLY)
+    });
+    if fresh {
+        return Ok(());
+    }
+    if let Some(secret) = &d.credentials {
+        apply(ctx, ns, secret).await?;
+    }
+    apply(ctx, ns, &d.init_secret).await?;
+    apply(ctx, ns, &d.config_map).await?;
+    for s in &d.services {
+        apply(ctx, ns, s).await?;
+    }
+    if let Some(pdb) = &d.pdb {
+        apply(ctx, ns, pdb).await?;
+    } else {
+        let api = Api::<k8s_openapi::api::policy::v1::PodDisruptionBudget>::namespaced(
+            ctx.client.clone(),
+            ns,
+        );
+        if api.get_opt(&headless_service(cluster)).await?.is_some() {
+            api.delete(&headless_service(cluster), &Default::default())
+                .await?;
+        }
+    }
+    apply(ctx, ns, &d.stateful_set).await?;
+    ctx.memory(id, |m| m.applied = Some((hash, Instant::now())));
+    Ok(())
+}
+
+/// The cluster's pods, by ordinal, with the keys replicas use for them.
+async fn members(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Vec<Member> {
+    let name = headless_service(cluster);
+    let mut pods: Vec<(i32, Arc<Pod>)> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(ns) && p.labels().get(INSTANCE_LABEL) == Some(&name)
+        })
+        .filter_map(|p| {
+            let ordinal = p
+                .name_any()
+                .strip_prefix(&format!("{name}-"))?
+                .parse()
+                .ok()?;
+            Some((ordinal, p))
+        })
+        .filter(|(o, _)| *o < cluster.spec.replicas)
+        .collect();
+    pods.sort_by_key(|(o, _)| *o);
+    let mut out = Vec::new();
+    for (_, pod) in pods {
+        let pod_name = pod.name_any();
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
+        let host = match ctx.settings.source_address {
+            SourceAddress::PodDns => format!("{pod_name}.{name}.{ns}.svc"),
+            SourceAddress::PodIp => ip.clone().unwrap_or_else(|| pod_name.clone()),
+        };
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let zone = match node {
+            Some(n) => zone_of(ctx, &n).await,
+            None => None,
+        };
+        let address = ip.map(|ip| InstanceKey::new(ip, MYSQL_PORT as u16));
+        out.push(Member {
+            pod: pod_name,
+            key: InstanceKey::new(host, MYSQL_PORT as u16),
+            address,
+            zone,
+        });
+    }
+    out
+}
+
+async fn zone_of(ctx: &Context, node: &str) -> Option<String> {
+    if let Some(z) = ctx
+        .zones
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(node)
+    {
+        return z.clone();
+    }
+    let n = Api::<Node>::all(ctx.client.clone())
+        .get_opt(node)
+        .await
+        .ok()
+        .flatten()?;
+    let zone = n.labels().get("topology.kubernetes.io/zone").cloned();
+    ctx.zones
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(node.to_string(), zone.clone());
+    zone
+}
+
+/// Connects as korc's account, dialling each pod's IP whatever name replicas use.
+fn connector(members: &[Member], passwords: &Passwords) -> Connector {
+    let mut c = Connector::new(Credentials {
+        user: provisioning::OPERATOR_USER.into(),
+        password: passwords.operator.clone(),
+    });
+    for m in members {
+        if let Some(address) = m.address.as_ref().filter(|a| **a != m.key) {
+            c.map_address(m.key.clone(), address.clone());
+        }
+    }
+    c
+}
+
+/// The engine's policy from the spec: promotion rules, downtimes, zones.
+fn policy(cluster: &MySQLCluster, members: &[Member]) -> Policy {
+    let r = &cluster.spec.recovery;
+    let mut p = Policy {
+        reasonable_replication_lag_seconds: r.reasonable_replication_lag_seconds.max(0) as u64,
+        prevent_cross_data_center_master_failover: r.prevent_cross_data_center_failover,
+        prevent_cross_region_master_failover: r.prevent_cross_region_failover,
+        fail_master_promotion_on_lag_seconds: r
+            .fail_promotion_on_lag_seconds
+            .map(|s| s.max(0) as u64),
+        apply_promotion: r.apply_promotion,
+        detach_lost_replicas: r.detach_lost_replicas,
+        relay_log_apply_timeout_ms: r.relay_log_apply_timeout_seconds.max(1) as u64 * 1000,
+        ..Policy::default()
+    };
+    for m in members {
+        let ip = p.instance_mut(&m.key);
+        ip.data_center = m.zone.clone();
+        if let Some(spec) = cluster.spec.instances.get(&m.pod) {
+            ip.promotion_rule = spec.promotion_rule;
+            ip.downtime = spec.downtime_until.as_ref().map(|t| Downtime {
+                until_ms: t.0.as_millisecond().max(0) as u64,
+                reason: "spec.instances downtimeUntil".into(),
+            });
+        }
+    }
+    p
+}
+
+fn count_probes(ctx: &Context, instances: &[Instance]) {
+    for i in instances {
+        let result = if i.reachable { "ok" } else { "failed" };
+        ctx.metrics
+            .probes
+            .get_or_create(&OutcomeLabels {
+                kind: "probe".into(),
+                result: result.into(),
+            })
+            .inc();
+        if let Some(us) = i.probe_micros {
+            ctx.metrics.probe_seconds.observe(us as f64 / 1e6);
+        }
+    }
+}
+
+/// Keeps `korc.dev/role` on each pod: `primary`, `replica`, or absent (held out).
+async fn label_roles(ctx: &Context, ns: &str, members: &[Member], plan: &Plan) -> Result<()> {
+    let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    for m in members {
+        let want = if plan.primary.as_deref() == Some(m.pod.as_str()) {
+            Some("primary")
+        } else if plan.replicas.contains(&m.pod) {
+            Some("replica")
+        } else {
+            None
+        };
+        let have = ctx
+            .pods
+            .state()
+            .into_iter()
+            .find(|p| p.namespace().as_deref() == Some(ns) && p.name_any() == m.pod)
+            .and_then(|p| p.labels().get(ROLE_LABEL).cloned());
+        if have.as_deref() != want {
+            let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: want}}});
+            api.patch(&m.pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    ns: &str,
+    id: &str,
+    members: &[Member],
+    instances: &[Instance],
+    analysis: &[Analysis],
+    plan: &Plan,
+) -> Result<()> {
+    let observation = Observation {
+        members,
+        instances,
+        analysis,
+        primary: plan.primary.as_deref(),
+        excluded: &plan.excluded,
+        now: Timestamp::now(),
+    };
+    let new = status::build(cluster, &observation);
+    let code = new.analysis_code.clone().unwrap_or_default();
+    let labels = cluster_labels(cluster);
+    let previous_code = ctx.memory(id, |m| m.code.replace(code.clone()));
+    if previous_code.as_deref() != Some(code.as_str()) {
+        if let Some(old) = &previous_code {
+            ctx.metrics
+                .analysis
+                .get_or_create(&code_labels(&labels, old))
+                .set(0);
+        }
+        ctx.metrics
+            .analysis
+            .get_or_create(&code_labels(&labels, &code))
+            .set(1);
+        let (kind, reason) = if code == "NoProblem" {
+            (EventType::Normal, "AnalysisCleared")
+        } else {
+            (EventType::Warning, "FailureDetected")
+        };
+        publish(
+            ctx,
+            cluster,
+            kind,
+            reason,
+            "Analyze",
+            format!("analysis: {code}"),
+        )
+        .await;
+    }
+    let current = cluster.status.clone().unwrap_or_default();
+    let stale = ctx.memory(id, |m| {
+        m.written
+            .as_ref()
+            .is_none_or(|(_, at)| at.elapsed() >= VOLATILE_REFRESH)
+    });
+    let changed = status::significant(&new) != status::significant(&current);
+    if changed || (stale && new != current) {
+        let api = Api::<MySQLCluster>::namespaced(ctx.client.clone(), ns);
+        let patch = serde_json::json!({"apiVersion": "korc.dev/v1alpha1", "kind": "MySQLCluster", "status": new});
+        api.patch_status(
+            &cluster.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        ctx.metrics.status_writes.get_or_create(&labels).inc();
+        ctx.memory(id, |m| m.written = Some((new, Instant::now())));
+    }
+    Ok(())
+}
+
+fn code_labels(c: &ClusterLabels, code: &str) -> CodeLabels {
+    CodeLabels {
+        namespace: c.namespace.clone(),
+        cluster: c.cluster.clone(),
+        code: code.into(),
+    }
+}

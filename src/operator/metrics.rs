@@ -1,0 +1,96 @@
+//! Prometheus metrics of the operator.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels naming a cluster.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Cluster name.
+    pub cluster: String,
+}
+
+/// Labels of an analysis code gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    /// Namespace.
+    pub namespace: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Analysis code.
+    pub code: String,
+}
+
+/// Labels of a probe or topology action outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// What was done.
+    pub kind: String,
+    /// `ok` or `failed`.
+    pub result: String,
+}
+
+/// The operator's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Probes by outcome.
+    pub probes: Family<OutcomeLabels, Counter>,
+    /// Probe latency of reachable instances.
+    pub probe_seconds: Histogram,
+    /// 1 for each cluster's current summary analysis code.
+    pub analysis: Family<CodeLabels, Gauge>,
+    /// Topology actions (attach, make writable, ...) by outcome.
+    pub actions: Family<OutcomeLabels, Counter>,
+    /// Status writes per cluster.
+    pub status_writes: Family<ClusterLabels, Counter>,
+    /// Reconcile failures per cluster.
+    pub reconcile_errors: Family<ClusterLabels, Counter>,
+}
+
+impl Metrics {
+    /// Metrics registered under the `korc` prefix.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            probes: Family::default(),
+            probe_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            analysis: Family::default(),
+            actions: Family::default(),
+            status_writes: Family::default(),
+            reconcile_errors: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("korc");
+        r.register("probes", "Instance probes by outcome", m.probes.clone());
+        r.register(
+            "probe_duration_seconds",
+            "Latency of successful probes",
+            m.probe_seconds.clone(),
+        );
+        r.register(
+            "analysis",
+            "1 for each cluster's current analysis code",
+            m.analysis.clone(),
+        );
+        r.register(
+            "topology_actions",
+            "Bootstrap and repair actions by outcome",
+            m.actions.clone(),
+        );
+        r.register(
+            "status_writes",
+            "MySQLCluster status writes",
+            m.status_writes.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Failed reconciliations",
+            m.reconcile_errors.clone(),
+        );
+        m
+    }
+}
