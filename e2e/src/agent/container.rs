@@ -199,3 +199,104 @@ fn set(vars: &mut Vec<(String, String)>, name: &str, value: String) {
     vars.retain(|(k, _)| k != name);
     vars.push((name.to_owned(), value));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> PodScope {
+        PodScope {
+            hostname: "korc-0".to_owned(),
+            ip: Ipv4Addr::new(127, 9, 0, 1),
+            kubeconfig: Some(PathBuf::from("/state/pod/kubeconfig")),
+            korc_binary: PathBuf::from("/build/korc"),
+        }
+    }
+
+    fn files(dir: &Path) -> ContainerFiles {
+        ContainerFiles {
+            dir: dir.to_path_buf(),
+            socket: dir.join("s.sock"),
+            log: dir.join("c.log"),
+        }
+    }
+
+    fn container(value: serde_json::Value) -> Container {
+        serde_json::from_value(value).expect("container")
+    }
+
+    #[test]
+    fn korc_images_run_the_local_binary_with_a_kubeconfig() {
+        let dir = std::env::temp_dir().join(format!("korc-plan-test-{}", std::process::id()));
+        let c = container(serde_json::json!({
+            "name": "operator", "image": "ghcr.io/korc-dev/korc:0.1.0",
+            "args": ["run", "--namespace=$(NS)"],
+        }));
+        let env = vec![("NS".to_owned(), "db".to_owned())];
+        let planned = super::plan(
+            &scope(),
+            &c,
+            Runtime::Korc,
+            &files(&dir),
+            MountTable::default(),
+            env,
+        )
+        .expect("plan");
+        assert_eq!(planned.launch.program, "/build/korc");
+        assert_eq!(planned.launch.args, ["run", "--namespace=db"]);
+        assert!(
+            planned
+                .launch
+                .env
+                .contains(&("KUBECONFIG".to_owned(), "/state/pod/kubeconfig".to_owned()))
+        );
+
+        let c = container(serde_json::json!({
+            "name": "operator", "image": "korc", "command": ["/usr/local/bin/korc", "run"],
+        }));
+        let planned = super::plan(
+            &scope(),
+            &c,
+            Runtime::Korc,
+            &files(&dir),
+            MountTable::default(),
+            Vec::new(),
+        )
+        .expect("plan");
+        assert_eq!(planned.launch.program, "/build/korc");
+        assert_eq!(planned.launch.args, ["run"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn other_images_need_a_command() {
+        let dir = std::env::temp_dir().join(format!("korc-plan-test2-{}", std::process::id()));
+        let c = container(serde_json::json!({ "name": "c", "image": "busybox" }));
+        let err = plan(
+            &scope(),
+            &c,
+            Runtime::Command,
+            &files(&dir),
+            MountTable::default(),
+            Vec::new(),
+        )
+        .expect_err("no command");
+        assert!(err.to_string().contains("neither command nor args"));
+        let c = container(serde_json::json!({
+            "name": "c", "image": "busybox", "command": ["sh", "-c"], "args": ["echo $(X) $$(X)"],
+        }));
+        let env = vec![("X".to_owned(), "1".to_owned())];
+        let planned = super::plan(
+            &scope(),
+            &c,
+            Runtime::Command,
+            &files(&dir),
+            MountTable::default(),
+            env,
+        )
+        .expect("plan");
+        assert_eq!(planned.launch.program, "sh");
+        assert_eq!(planned.launch.args, ["-c", "echo 1 $(X)"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -66,7 +66,7 @@ fn main() -> std::process::ExitCode {
             };
             let agent = NodeAgent::start(config, client).await?;
             tracing::info!(nodes = ?agent.node_names(), "node agent running");
-            let _ = tokio::signal::ctrl_c().await;
+            wait_for_signal().await;
             agent.shutdown().await;
             Ok(())
         }
@@ -79,4 +79,19 @@ fn main() -> std::process::ExitCode {
             }
         }
     })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
