@@ -164,7 +164,12 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
         .collect();
 
     let mut detections = previous.detections.clone();
-    for a in analysis.iter().filter(|a| a.code != "NoProblem") {
+    // While the cluster is being created, missing instances are not failures.
+    let established = previous.primary.is_some();
+    for a in analysis
+        .iter()
+        .filter(|a| established && a.code != "NoProblem")
+    {
         match detections
             .iter_mut()
             .find(|d| d.code == a.code && d.instance == a.instance)
@@ -192,7 +197,11 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
         .iter()
         .filter(|i| i.reachable && (i.role == "primary" || i.role == "replica"))
         .count();
-    let replicating = o.instances.iter().filter(|i| i.is_replicating()).count();
+    let replicating = o
+        .instances
+        .iter()
+        .filter(|i| i.reachable && i.is_replicating())
+        .count();
 
     let (available, available_reason, available_message) = match primary_instance {
         None => (

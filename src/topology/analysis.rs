@@ -8,8 +8,8 @@
 //! Deliberate differences from orchestrator, each marked `korc:` below:
 //! - replicas get analyses of their own for problems orchestrator ignores:
 //!   `ErrantGTIDDetected`, `ReplicationBroken`, `ReplicationStopped`,
-//!   `ConnectedToWrongSource`, `ReplicaIsWritable`, and `SplitBrain` for a second
-//!   writable master;
+//!   `ConnectedToWrongSource`, `ReplicaIsWritable`, `UnreachableReplica`, and
+//!   `SplitBrain` for a second writable master;
 //! - a semi-sync master is `LockedSemiSyncMaster` as soon as a session is waiting for an
 //!   acknowledgement (`Rpl_semi_sync_master_wait_sessions`), without orchestrator's
 //!   wait for stale binlog coordinates;
@@ -67,6 +67,8 @@ pub enum AnalysisCode {
     ConnectedToWrongSource,
     /// korc: a replica accepts writes.
     ReplicaIsWritable,
+    /// korc: korc cannot reach a replica whose source it can reach.
+    UnreachableReplica,
     /// korc: a second master accepts writes besides the primary.
     SplitBrain,
 }
@@ -207,6 +209,7 @@ impl AnalysisCode {
             ReplicationStopped => "Replica's replication is stopped",
             ConnectedToWrongSource => "Replica replicates from an instance outside the cluster",
             ReplicaIsWritable => "Replica is not read-only",
+            UnreachableReplica => "Replica cannot be reached",
             SplitBrain => "More than one master accepts writes",
         }
     }
@@ -591,10 +594,15 @@ fn replica_analysis(
 ) -> Analysis {
     use AnalysisCode::*;
     let r = &view.instances[i];
+    let source = view.source_of(i).map(|s| &view.instances[s]);
+    if !r.reachable && source.is_some_and(|s| s.reachable) {
+        a.code = UnreachableReplica;
+        a.skippable_due_to_downtime = policy.is_downtimed(&r.key, now_ms);
+        return a;
+    }
     let Some(rep) = r.replication.as_ref().filter(|_| r.reachable) else {
         return a;
     };
-    let source = view.source_of(i).map(|s| &view.instances[s]);
     let errant = source
         .filter(|s| s.reachable)
         .and_then(|s| r.errant_gtids(s))

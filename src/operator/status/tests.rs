@@ -98,8 +98,25 @@ fn healthy_cluster() {
 }
 
 #[test]
+fn nothing_is_detected_while_the_cluster_is_created() {
+    let c = cluster(2);
+    let mut absent = instance("10.0.0.1:3306", None, false);
+    absent.reachable = false;
+    let s = observe(
+        &c,
+        &[instance("10.0.0.0:3306", None, true), absent],
+        Some("db-0"),
+    );
+    assert!(s.detections.is_empty(), "{:?}", s.detections);
+}
+
+#[test]
 fn stopped_replica_is_unhealthy_and_detected_once() {
     let mut c = cluster(3);
+    c.status = Some(MySQLClusterStatus {
+        primary: Some("db-0".into()),
+        ..Default::default()
+    });
     let mut broken = instance("10.0.0.1:3306", Some("10.0.0.0:3306"), false);
     broken.replication.as_mut().unwrap().sql_running = ThreadState::No;
     let list = [
