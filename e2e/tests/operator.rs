@@ -1,0 +1,441 @@
+//! korc on the local control plane: installed by its Helm chart, run by the node
+//! agent as a pod, managing real MariaDB pods.
+
+mod common;
+
+use common::{namespace, shared, wait_for};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use korc::api::MySQLCluster;
+use korc_e2e::{ContainerRef, ControlPlane, Fault};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use mysql_async::prelude::Queryable;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+use tokio::sync::OnceCell;
+
+static INSTALLED: OnceCell<()> = OnceCell::const_new();
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tool(name: &str) -> PathBuf {
+    let cache = std::env::var_os("KORC_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/korc/bin")
+        });
+    let path = cache.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run e2e/prereqs first",
+        path.display()
+    );
+    path
+}
+
+/// The control plane with korc installed from charts/korc (once per test binary).
+async fn korc_installed() -> &'static ControlPlane {
+    let cp = shared().await;
+    INSTALLED
+        .get_or_init(|| async {
+            let korc = repo().join("target/debug/korc");
+            assert!(
+                korc.exists(),
+                "{} is missing: cargo build -p korc first",
+                korc.display()
+            );
+            let out = Command::new(tool("helm"))
+                .args(["install", "korc"])
+                .arg(repo().join("charts/korc"))
+                .args([
+                    "--namespace",
+                    "korc-system",
+                    "--create-namespace",
+                    "--wait",
+                    "--timeout",
+                    "3m",
+                ])
+                .args([
+                    "--set",
+                    "image.repository=korc",
+                    "--set",
+                    "image.tag=dev",
+                    "--set",
+                    "sourceAddress=pod-ip",
+                ])
+                .arg("--kubeconfig")
+                .arg(cp.kubeconfig())
+                .output()
+                .expect("run helm");
+            assert!(
+                out.status.success(),
+                "helm install failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        })
+        .await;
+    cp
+}
+
+fn sample(name: &str, replicas: i32) -> MySQLCluster {
+    let text = std::fs::read_to_string(repo().join("deploy/samples/mariadb-cluster.yaml")).unwrap();
+    let mut c: MySQLCluster = serde_saphyr::from_str(&text).expect("the sample parses");
+    c.metadata.name = Some(name.into());
+    c.spec.replicas = replicas;
+    c
+}
+
+async fn status(api: &Api<MySQLCluster>, name: &str) -> Value {
+    serde_json::to_value(api.get(name).await.unwrap().status).unwrap()
+}
+
+/// Waits until the cluster reports `ready` instances and `code`.
+async fn wait_settled(
+    api: &Api<MySQLCluster>,
+    name: &str,
+    ready: &str,
+    code: &str,
+    seconds: u64,
+) -> Value {
+    wait_for(&format!("{name} {ready} {code}"), seconds, || async {
+        let s = status(api, name).await;
+        (s["ready"] == ready && s["analysisCode"] == code && s["primary"].is_string()).then_some(s)
+    })
+    .await
+}
+
+async fn pod_ip(client: &kube::Client, ns: &str, pod: &str) -> String {
+    let pod = Api::<Pod>::namespaced(client.clone(), ns)
+        .get(pod)
+        .await
+        .unwrap();
+    pod.status.unwrap().pod_ip.unwrap()
+}
+
+async fn root_conn(client: &kube::Client, ns: &str, cluster: &str, pod: &str) -> mysql_async::Conn {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get(&format!("{cluster}-credentials"))
+        .await
+        .unwrap();
+    let password = String::from_utf8(secret.data.unwrap()["root-password"].0.clone()).unwrap();
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(pod_ip(client, ns, pod).await)
+        .user(Some("root"))
+        .pass(Some(password))
+        .prefer_socket(false);
+    mysql_async::Conn::new(opts).await.unwrap()
+}
+
+async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> String {
+    let v: Option<String> = conn.query_first(sql).await.unwrap();
+    v.unwrap_or_default()
+}
+
+async fn analysis_of(api: &Api<MySQLCluster>, name: &str, pod: &str) -> Option<String> {
+    let s = status(api, name).await;
+    s["analysis"]
+        .as_array()?
+        .iter()
+        .find(|a| a["instance"] == pod)
+        .and_then(|a| a["code"].as_str().map(str::to_string))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sample_cluster_replicates_and_status_tells_the_truth() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "sample").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "sample");
+    api.create(&PostParams::default(), &sample("db", 3))
+        .await
+        .unwrap();
+    let s = wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let primary = s["primary"].as_str().unwrap().to_string();
+    assert_eq!(primary, "db-0");
+    let conditions = s["conditions"].as_array().unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Available" && c["status"] == "True"),
+        "{s:#}"
+    );
+
+    // Exactly one writable instance, and it is the primary.
+    let pods = ["db-0", "db-1", "db-2"];
+    for pod in pods {
+        let mut c = root_conn(&client, "sample", "db", pod).await;
+        let ro = scalar(&mut c, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await;
+        assert_eq!(ro == "0", pod == primary, "{pod} read_only={ro}");
+    }
+    // The -primary Service points at the primary.
+    let primary_ip = pod_ip(&client, "sample", &primary).await;
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "sample");
+    wait_for("db-primary endpoints", 30, || async {
+        let list = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=db-primary"))
+            .await
+            .ok()?;
+        let ips: Vec<String> = list
+            .items
+            .iter()
+            .flat_map(|s| {
+                s.endpoints
+                    .iter()
+                    .flatten()
+                    .flat_map(|e| e.addresses.clone())
+            })
+            .collect();
+        (ips == vec![primary_ip.clone()]).then_some(())
+    })
+    .await;
+
+    // Rows written through the primary appear on both replicas.
+    let mut p = root_conn(&client, "sample", "db", &primary).await;
+    p.query_drop("CREATE DATABASE app").await.unwrap();
+    p.query_drop("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    p.query_drop("INSERT INTO app.t VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    let position = scalar(&mut p, "SELECT @@global.gtid_binlog_pos").await;
+    for pod in ["db-1", "db-2"] {
+        let mut r = root_conn(&client, "sample", "db", pod).await;
+        assert_eq!(
+            scalar(
+                &mut r,
+                &format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)")
+            )
+            .await,
+            "0"
+        );
+        assert_eq!(
+            scalar(&mut r, "SELECT CAST(COUNT(*) AS CHAR) FROM app.t").await,
+            "3",
+            "{pod}"
+        );
+    }
+
+    // A stopped SQL thread shows within 3 s and clears when fixed.
+    let mut r1 = root_conn(&client, "sample", "db", "db-1").await;
+    r1.query_drop("STOP SLAVE SQL_THREAD").await.unwrap();
+    let t = Instant::now();
+    wait_for("ReplicationStopped", 3, || async {
+        (analysis_of(&api, "db", "db-1").await.as_deref() == Some("ReplicationStopped"))
+            .then_some(())
+    })
+    .await;
+    println!(
+        "stopped SQL thread visible in status after {:?}",
+        t.elapsed()
+    );
+    r1.query_drop("START SLAVE SQL_THREAD").await.unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 5).await;
+
+    // A hung replica (SIGSTOP) shows within 3 s and clears after SIGCONT.
+    cp.inject(&Fault::Stop(ContainerRef::pod("sample", "db-2")))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    wait_for("db-2 unreachable", 3, || async {
+        let s = status(&api, "db").await;
+        let i = s["instances"]
+            .as_array()?
+            .iter()
+            .find(|i| i["name"] == "db-2")?
+            .clone();
+        (i["reachable"] == false
+            && analysis_of(&api, "db", "db-2").await.as_deref() == Some("UnreachableReplica"))
+        .then_some(())
+    })
+    .await;
+    println!("hung replica visible in status after {:?}", t.elapsed());
+    cp.inject(&Fault::Continue(ContainerRef::pod("sample", "db-2")))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaling_up_and_down_and_deleting() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "scale").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "scale");
+    api.create(&PostParams::default(), &sample("db", 3))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let mut p = root_conn(&client, "scale", "db", "db-0").await;
+    p.query_drop("CREATE DATABASE app").await.unwrap();
+    p.query_drop("CREATE TABLE app.t (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    p.query_drop("INSERT INTO app.t VALUES (1), (2)")
+        .await
+        .unwrap();
+
+    let patch = |n: i32| json!({"spec": {"replicas": n}});
+    api.patch("db", &PatchParams::default(), &Patch::Merge(patch(5)))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "5/5", "NoProblem", 120).await;
+    let position = scalar(&mut p, "SELECT @@global.gtid_binlog_pos").await;
+    for pod in ["db-3", "db-4"] {
+        let mut r = root_conn(&client, "scale", "db", pod).await;
+        assert_eq!(
+            scalar(
+                &mut r,
+                &format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)")
+            )
+            .await,
+            "0"
+        );
+        assert_eq!(
+            scalar(&mut r, "SELECT CAST(COUNT(*) AS CHAR) FROM app.t").await,
+            "2",
+            "{pod} caught up"
+        );
+    }
+    api.patch("db", &PatchParams::default(), &Patch::Merge(patch(3)))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), "scale");
+    wait_for("scaled-down pods gone", 60, || async {
+        let list = pods
+            .list(&ListParams::default().labels("app.kubernetes.io/instance=db"))
+            .await
+            .ok()?;
+        (list.items.len() == 3).then_some(())
+    })
+    .await;
+
+    api.delete("db", &DeleteParams::default()).await.unwrap();
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), "scale");
+    let services = Api::<Service>::namespaced(client.clone(), "scale");
+    let maps = Api::<ConfigMap>::namespaced(client.clone(), "scale");
+    let secrets = Api::<Secret>::namespaced(client.clone(), "scale");
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), "scale");
+    wait_for("children deleted", 60, || async {
+        let gone = sts.get_opt("db").await.ok()?.is_none()
+            && services.get_opt("db-primary").await.ok()?.is_none()
+            && services.get_opt("db").await.ok()?.is_none()
+            && maps.get_opt("db-config").await.ok()?.is_none()
+            && secrets.get_opt("db-credentials").await.ok()?.is_none()
+            && pdbs.get_opt("db").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_instance_is_a_writable_primary_without_failover() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "single").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "single");
+    api.create(&PostParams::default(), &sample("solo", 1))
+        .await
+        .unwrap();
+    let s = wait_settled(&api, "solo", "1/1", "NoProblem", 120).await;
+    let blocked = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "RecoveryBlocked")
+        .unwrap()
+        .clone();
+    assert_eq!(blocked["status"], "True");
+    assert_eq!(blocked["reason"], "SingleInstance");
+    assert!(
+        blocked["message"]
+            .as_str()
+            .unwrap()
+            .contains("no failover possible")
+    );
+    let mut c = root_conn(&client, "single", "solo", "solo-0").await;
+    assert_eq!(
+        scalar(&mut c, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await,
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_specs_are_rejected_by_the_api_server_naming_the_field() {
+    let cp = shared().await;
+    let client = cp.client().await.unwrap();
+    let crds = repo().join("crds/mysqlclusters.korc.dev.yaml");
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .args(["apply", "--server-side", "-f"])
+        .arg(&crds)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    namespace(&client, "invalid").await;
+    let api = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "invalid",
+        &kube::api::ApiResource::erase::<MySQLCluster>(&()),
+    );
+    let base = json!({"apiVersion": "korc.dev/v1alpha1", "kind": "MySQLCluster", "metadata": {"name": "bad"},
+        "spec": {"replicas": 3, "image": "mariadb:10.11"}});
+    let cases = [
+        ("/spec/replicas", json!(0), "spec.replicas"),
+        ("/spec/replicas", json!(12), "spec.replicas"),
+        (
+            "/spec/instances",
+            json!({"bad-0": {"promotionRule": "always"}}),
+            "promotionRule",
+        ),
+        (
+            "/spec/recovery",
+            json!({"blockPeriodSeconds": -1}),
+            "spec.recovery.blockPeriodSeconds",
+        ),
+        ("/spec/image", json!("Not An Image!"), "spec.image"),
+        (
+            "/spec/switchover",
+            json!({"requestId": "x"}),
+            "spec.switchover needs at least 2 replicas",
+        ),
+    ];
+    for (pointer, value, expected) in cases {
+        let mut doc = base.clone();
+        if pointer == "/spec/switchover" {
+            doc["spec"]["replicas"] = json!(1);
+        }
+        let field = pointer.trim_start_matches("/spec/");
+        doc["spec"][field] = value.clone();
+        // Kubernetes ships CRDs asynchronously: wait until the schema is enforced.
+        let err = wait_for(&format!("rejection of {pointer}={value}"), 30, || {
+            let api = api.clone();
+            let doc = doc.clone();
+            async move {
+                let obj: DynamicObject = serde_json::from_value(doc).unwrap();
+                match api.create(&PostParams::default(), &obj).await {
+                    Err(kube::Error::Api(s)) if s.code == 422 => Some(s.message),
+                    Ok(_) => {
+                        let _ = api.delete("bad", &DeleteParams::default()).await;
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }
+        })
+        .await;
+        assert!(err.contains(expected), "{pointer}={value}: {err}");
+    }
+}
