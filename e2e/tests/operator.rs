@@ -439,3 +439,125 @@ async fn invalid_specs_are_rejected_by_the_api_server_naming_the_field() {
         assert!(err.contains(expected), "{pointer}={value}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarted_replica_rejoins_config_rolls_and_errant_replica_is_held_out() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "rejoin").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "rejoin");
+    api.create(&PostParams::default(), &sample("db", 3))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), "rejoin");
+
+    // kill -9 of a replica: the container restarts and the replica rejoins by itself.
+    cp.inject(&Fault::Kill(ContainerRef::pod("rejoin", "db-1")))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    wait_for("db-1 restarted", 60, || async {
+        let p = pods.get("db-1").await.ok()?;
+        (common::restarts(&p) >= 1 && common::is_ready(&p)).then_some(())
+    })
+    .await;
+    wait_settled(&api, "db", "3/3", "NoProblem", 30).await;
+    let s = status(&api, "db").await;
+    let db1 = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "db-1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (db1["ioThread"].as_str(), db1["sqlThread"].as_str()),
+        (Some("Yes"), Some("Yes")),
+        "{db1:#}"
+    );
+    println!(
+        "killed replica back in the topology after {:?}",
+        t.elapsed()
+    );
+
+    // A configuration change rolls the pods; every instance runs with it afterwards.
+    let patch = json!({"spec": {"mysqlConfig": {"max_connections": "321"}}});
+    api.patch("db", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    wait_for("every pod runs with max_connections=321", 180, || async {
+        for pod in ["db-0", "db-1", "db-2"] {
+            let p = pods.get(pod).await.ok()?;
+            if !common::is_ready(&p) {
+                return None;
+            }
+            let secret = Api::<Secret>::namespaced(client.clone(), "rejoin")
+                .get("db-credentials")
+                .await
+                .ok()?;
+            let password = String::from_utf8(secret.data?["root-password"].0.clone()).ok()?;
+            let opts = mysql_async::OptsBuilder::default()
+                .ip_or_hostname(p.status?.pod_ip?)
+                .user(Some("root"))
+                .pass(Some(password))
+                .prefer_socket(false);
+            let mut c = mysql_async::Conn::new(opts).await.ok()?;
+            let v: Option<String> = c
+                .query_first("SELECT CAST(@@global.max_connections AS CHAR)")
+                .await
+                .ok()?;
+            if v.as_deref() != Some("321") {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+    assert_eq!(s["primary"], "db-0");
+    let mut p = root_conn(&client, "rejoin", "db", "db-0").await;
+    assert_eq!(
+        scalar(&mut p, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await,
+        "0",
+        "writable again after its restart"
+    );
+
+    // A write on a replica is an errant transaction: flagged, held out, never merged.
+    let mut errant = root_conn(&client, "rejoin", "db", "db-2").await;
+    errant.query_drop("CREATE DATABASE errant").await.unwrap();
+    wait_for("db-2 flagged as errant", 10, || async {
+        (analysis_of(&api, "db", "db-2").await.as_deref() == Some("ErrantGTIDDetected"))
+            .then_some(())
+    })
+    .await;
+    let s = status(&api, "db").await;
+    let db2 = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "db-2")
+        .unwrap()
+        .clone();
+    assert_eq!(db2["role"], "excluded", "{db2:#}");
+    let replica_ip = pod_ip(&client, "rejoin", "db-1").await;
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "rejoin");
+    wait_for("db-replicas lists only db-1", 30, || async {
+        let list = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=db-replicas"))
+            .await
+            .ok()?;
+        let ips: Vec<String> = list
+            .items
+            .iter()
+            .flat_map(|s| {
+                s.endpoints
+                    .iter()
+                    .flatten()
+                    .flat_map(|e| e.addresses.clone())
+            })
+            .collect();
+        (ips == vec![replica_ip.clone()]).then_some(())
+    })
+    .await;
+}

@@ -40,9 +40,10 @@ pub struct Plan {
 
 /// Plans the topology. The primary is the one recorded in the status; a new cluster's
 /// primary is the master that already has replicas if there is one (korc restarted
-/// with its status lost), else the lowest ordinal. Instances without replication are
-/// attached to it unless they hold transactions it does not have: those are never
-/// merged silently but held out and reported.
+/// with its status lost), else the lowest ordinal. Instances without replication, or
+/// replicating from an address that is no member (their source came back elsewhere),
+/// are attached to it unless they hold transactions it does not have: those are never
+/// merged silently but held out and reported. `members` are in ordinal order.
 pub fn plan(members: &[Member], instances: &[Instance], recorded_primary: Option<&str>) -> Plan {
     let view = ClusterView::new(instances);
     let primary_idx = match recorded_primary.and_then(|p| members.iter().position(|m| m.pod == p)) {
@@ -92,9 +93,10 @@ pub fn plan(members: &[Member], instances: &[Instance], recorded_primary: Option
         }
         match view.source_of(i) {
             Some(s) if s == p => out.replicas.push(pod.clone()),
-            Some(_) => {} // replicates from elsewhere: reported by the analysis, left alone
-            None if inst.source().is_some() => {} // a source outside the cluster: likewise
-            None if primary.reachable && inst.is_master() => out.actions.push(Action::Attach {
+            Some(_) => {} // replicates from another member: reported by the analysis, left alone
+            // No source, or one that is no member any more (a pod that came back with
+            // a new address): attach to the primary.
+            None if primary.reachable => out.actions.push(Action::Attach {
                 replica: inst.key.clone(),
                 source: primary.key.clone(),
             }),
@@ -237,6 +239,23 @@ mod tests {
         assert!(p.actions.is_empty(), "{p:?}");
         assert!(p.excluded["db-1"].contains("0-11-6"));
         assert!(p.replicas.is_empty());
+    }
+
+    #[test]
+    fn a_replica_of_a_vanished_address_is_repointed() {
+        let members: Vec<Member> = (0..2).map(member).collect();
+        let mut primary = fresh(0);
+        primary.read_only = Some(false);
+        let mut stale = replica_of(1, 0);
+        stale.replication.as_mut().unwrap().source_host = "10.9.9.9".into();
+        let p = plan(&members, &[primary, stale], Some("db-0"));
+        assert_eq!(
+            p.actions,
+            vec![Action::Attach {
+                replica: member(1).key,
+                source: member(0).key
+            }]
+        );
     }
 
     #[test]

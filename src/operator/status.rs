@@ -290,7 +290,8 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
         conditions,
         primary: o.primary.map(str::to_string),
         ready: Some(format!("{ready}/{}", cluster.spec.replicas)),
-        analysis_code: Some(code_name(code)),
+        // While the cluster is being created there is nothing to sum up yet.
+        analysis_code: (established || available).then(|| code_name(code)),
         analysis,
         instances,
         detections,

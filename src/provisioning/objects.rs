@@ -50,6 +50,17 @@ fn meta(cluster: &MySQLCluster, name: String) -> ObjectMeta {
     }
 }
 
+/// Pod annotation carrying a digest of the server configuration.
+pub const CONFIG_HASH_ANNOTATION: &str = "korc.dev/config-hash";
+
+/// A stable digest (FNV-1a) of the configuration text.
+fn config_hash(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
 fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
     (!v.is_empty()).then(|| v.to_vec())
 }
@@ -156,10 +167,13 @@ pub fn build(
     let overrides = &spec.pod_template;
     let mut pod_labels = overrides.labels.clone();
     pod_labels.extend(common_labels(cluster));
+    // The servers read my.cnf at start: a new configuration rolls the pods.
+    let mut annotations = overrides.annotations.clone();
+    annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(&my_cnf(spec)));
     let pod = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(pod_labels),
-            annotations: (!overrides.annotations.is_empty()).then(|| overrides.annotations.clone()),
+            annotations: Some(annotations),
             ..Default::default()
         }),
         spec: Some(PodSpec {
@@ -370,6 +384,22 @@ mod tests {
         }
         assert!(d.credentials.is_some());
         assert!(d.pdb.is_some());
+    }
+
+    #[test]
+    fn a_configuration_change_changes_the_pod_template() {
+        let annotation = |c: &MySQLCluster| {
+            let d = build(c, &Passwords::generate(), true, SourceAddress::PodDns);
+            let template = d.stateful_set.spec.unwrap().template;
+            template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+        };
+        let mut c = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11"}));
+        let before = annotation(&c);
+        assert_eq!(before, annotation(&c), "stable");
+        c.spec
+            .mysql_config
+            .insert("max_connections".into(), "500".into());
+        assert_ne!(before, annotation(&c));
     }
 
     #[test]
