@@ -290,3 +290,34 @@ fn recover_on_a_healthy_cluster_does_nothing() {
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("nothingToDo"));
 }
+
+#[test]
+fn dead_intermediate_master_replicas_move_up() {
+    let mut sb = Sandbox::replication(4);
+    // primary <- im <- (a, b)
+    let (p, im) = (sb.servers[0].key(), sb.servers[1].key());
+    for r in &sb.servers[2..] {
+        r.sql("STOP SLAVE");
+        r.replicate_from(&sb.servers[1]);
+    }
+    write_rows(&sb.servers[0], "before", 10);
+    for r in &sb.servers[2..] {
+        r.wait_caught_up(&sb.servers[0]);
+    }
+    sb.servers[1].kill9();
+    std::thread::sleep(Duration::from_millis(100));
+    let (code, rec) = recover(&sb, &[]);
+    assert_eq!(code, 0, "{rec:#}");
+    assert_eq!(rec["kind"], "DeadIntermediateMaster");
+    assert_eq!(rec["failed"], im);
+    assert_eq!(
+        rec["successor"], p,
+        "no valid sibling: the replicas move up to the primary"
+    );
+    write_rows(&sb.servers[0], "after", 5);
+    for r in &sb.servers[2..] {
+        r.wait_caught_up(&sb.servers[0]);
+        assert_eq!(row_count(r), 15);
+        assert_eq!(r.replica_field("Master_Host"), sb.servers[0].ip.to_string());
+    }
+}

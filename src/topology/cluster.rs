@@ -119,37 +119,40 @@ impl<'a> ClusterView<'a> {
 }
 
 /// Gives instances that were never reached the role the others imply: the source that
-/// reachable replicas point to is a master (it stays with no replication), and any
-/// other never-seen member is taken for a dead replica of the cluster's primary.
+/// reachable replicas point to is the primary, unless a reachable master exists, in
+/// which case it is an intermediate master under that one (taking it for a primary
+/// would fail over a healthy cluster); any other never-seen member is taken for a dead
+/// replica of the cluster's primary.
 pub fn imply_roles(instances: &mut [Instance]) {
+    let live_master = instances
+        .iter()
+        .filter(|i| i.reachable && i.is_master())
+        .max_by_key(|i| i.is_writable())
+        .map(|i| i.key.clone());
     let primary_key = {
         let view = ClusterView::new(instances);
         view.primary().map(|p| instances[p].key.clone())
     };
     let referenced: Vec<InstanceKey> = instances.iter().filter_map(Instance::source).collect();
+    let replica_of = |source: &InstanceKey| Replication {
+        source_host: source.host.clone(),
+        source_port: source.port,
+        io_running: ThreadState::No,
+        sql_running: ThreadState::No,
+        ..Default::default()
+    };
     for inst in instances
         .iter_mut()
         .filter(|i| !i.reachable && i.last_seen_ms.is_none())
     {
         inst.implied = true;
-        let is_someones_source = referenced.contains(&inst.key)
-            || inst.hostname.is_some()
-                && referenced
-                    .iter()
-                    .any(|r| Some(&r.host) == inst.hostname.as_ref());
-        if is_someones_source {
-            inst.replication = None;
-            continue;
-        }
-        if let Some(primary) = primary_key.as_ref().filter(|p| **p != inst.key) {
-            inst.replication = Some(Replication {
-                source_host: primary.host.clone(),
-                source_port: primary.port,
-                io_running: ThreadState::No,
-                sql_running: ThreadState::No,
-                ..Default::default()
-            });
-        }
+        let is_someones_source = referenced.contains(&inst.key);
+        inst.replication = match (&live_master, &primary_key) {
+            (Some(live), _) if is_someones_source => Some(replica_of(live)),
+            (None, _) if is_someones_source => None,
+            (_, Some(primary)) if *primary != inst.key => Some(replica_of(primary)),
+            _ => None,
+        };
     }
 }
 
@@ -208,5 +211,16 @@ mod tests {
         imply_roles(&mut list);
         assert!(list[0].is_master() && list[0].implied);
         assert_eq!(list[2].source(), Some("m:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_never_seen_source_beside_a_live_master_is_an_intermediate_master() {
+        let mut list = vec![
+            inst("m:1", None),
+            Instance::unknown("im:1".parse().unwrap()),
+            inst("a:1", Some("im:1")),
+        ];
+        imply_roles(&mut list);
+        assert_eq!(list[1].source(), Some("m:1".parse().unwrap()));
     }
 }
