@@ -66,8 +66,3 @@ pub fn credentials_secret(cluster: &MySQLCluster) -> String {
         .clone()
         .unwrap_or_else(|| format!("{}-credentials", headless_service(cluster)))
 }
-
-/// Pod name of an ordinal.
-pub fn pod_name(cluster: &MySQLCluster, ordinal: i32) -> String {
-    format!("{}-{ordinal}", headless_service(cluster))
-}

@@ -93,23 +93,6 @@ impl AnalysisCode {
         )
     }
 
-    /// Codes that register a detection (and run the detection hook) without recovery.
-    pub fn is_detection_only(self) -> bool {
-        use AnalysisCode::*;
-        matches!(
-            self,
-            DeadMasterAndReplicas
-                | LockedSemiSyncMaster
-                | MasterWithTooManySemiSyncReplicas
-                | UnreachableMaster
-                | UnreachableMasterWithLaggingReplicas
-                | AllMasterReplicasNotReplicating
-                | AllMasterReplicasNotReplicatingOrDead
-                | UnreachableIntermediateMasterWithLaggingReplicas
-                | DeadIntermediateMasterAndReplicas
-        )
-    }
-
     /// The failure is of a master (as opposed to an intermediate master or replica).
     pub fn is_master_failure(self) -> bool {
         use AnalysisCode::*;
