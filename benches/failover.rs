@@ -45,27 +45,25 @@ async fn crash_failover_once() -> Run {
         .iter()
         .map(|s| s.key().parse().unwrap())
         .collect();
-    let connector = Connector::new(Credentials {
-        user: support::ADMIN.0.into(),
-        password: support::ADMIN.1.into(),
-    });
-    let policy = Policy::default();
-    let replication = ReplicationCredentials {
-        user: support::REPL.0.into(),
-        password: support::REPL.1.into(),
-    };
     let ctx = RecoveryContext {
-        connector: &connector,
-        policy: &policy,
-        replication: &replication,
+        connector: Connector::new(Credentials {
+            user: support::ADMIN.0.into(),
+            password: support::ADMIN.1.into(),
+        }),
+        policy: Policy::default(),
+        replication: ReplicationCredentials {
+            user: support::REPL.0.into(),
+            password: support::REPL.1.into(),
+        },
     };
-    let mut last = probe_cluster(&connector, &keys, &[]).await;
+    let (connector, policy) = (&ctx.connector, &ctx.policy);
+    let mut last = probe_cluster(connector, &keys, &[]).await;
 
     let t0 = Instant::now();
     sb.servers[0].kill9();
     let (analysis, detected) = loop {
-        last = probe_cluster(&connector, &keys, &last).await;
-        let analysis = analyze(&last, &policy, now_ms());
+        last = probe_cluster(connector, &keys, &last).await;
+        let analysis = analyze(&last, policy, now_ms());
         if analysis
             .iter()
             .any(|a| a.actionable && a.code == AnalysisCode::DeadMaster)

@@ -182,6 +182,14 @@ impl ClusterArgs {
         c
     }
 
+    fn recovery_context(&self) -> Result<RecoveryContext> {
+        Ok(RecoveryContext {
+            connector: self.connector(),
+            policy: self.policy()?,
+            replication: self.replication(),
+        })
+    }
+
     fn replication(&self) -> ReplicationCredentials {
         ReplicationCredentials {
             user: self
@@ -346,20 +354,13 @@ pub async fn run(command: Command) -> Result<u8> {
             Ok(if problem { 3 } else { 0 })
         }
         Command::Recover { cluster } => {
-            let policy = cluster.policy()?;
-            let connector = cluster.connector();
-            let replication = cluster.replication();
-            let ctx = RecoveryContext {
-                connector: &connector,
-                policy: &policy,
-                replication: &replication,
-            };
-            let instances = cluster.probe(&connector).await?;
-            let analysis = analyze(&instances, &policy, now_ms());
+            let ctx = cluster.recovery_context()?;
+            let instances = cluster.probe(&ctx.connector).await?;
+            let analysis = analyze(&instances, &ctx.policy, now_ms());
             match recover(&ctx, &instances, &analysis).await {
                 Some(record) => {
                     print_json(&record)?;
-                    cluster.probe(&connector).await?;
+                    cluster.probe(&ctx.connector).await?;
                     Ok(exit_code_of(&record))
                 }
                 None => {
@@ -386,18 +387,11 @@ pub async fn run(command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Switchover { cluster, to } => {
-            let policy = cluster.policy()?;
-            let connector = cluster.connector();
-            let replication = cluster.replication();
-            let ctx = RecoveryContext {
-                connector: &connector,
-                policy: &policy,
-                replication: &replication,
-            };
-            let instances = cluster.probe(&connector).await?;
+            let ctx = cluster.recovery_context()?;
+            let instances = cluster.probe(&ctx.connector).await?;
             let record = graceful_takeover(&ctx, &instances, to.as_ref()).await;
             print_json(&record)?;
-            cluster.probe(&connector).await?;
+            cluster.probe(&ctx.connector).await?;
             Ok(exit_code_of(&record))
         }
     }

@@ -73,39 +73,19 @@ async fn main() {
     })
     .await
     .expect("control plane (run e2e/prereqs first)");
-    let bin = std::env::var_os("KORC_E2E_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/korc/bin")
-        });
-    let out = std::process::Command::new(bin.join("helm"))
-        .args(["install", "korc"])
-        .arg(repo().join("charts/korc"))
-        .args([
-            "--namespace",
-            "korc-system",
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "3m",
-        ])
-        .args([
-            "--set",
-            "image.repository=korc",
-            "--set",
-            "image.tag=dev",
-            "--set",
-            "sourceAddress=pod-ip",
-        ])
-        .arg("--kubeconfig")
-        .arg(cp.kubeconfig())
-        .output()
-        .expect("helm");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let sets = [
+        "image.repository=korc",
+        "image.tag=dev",
+        "sourceAddress=pod-ip",
+    ];
+    korc_e2e::helm::install(
+        &cp,
+        "korc",
+        &repo().join("charts/korc"),
+        "korc-system",
+        &sets,
+    )
+    .expect("helm install of charts/korc");
     let client = cp.client().await.unwrap();
     let text = std::fs::read_to_string(repo().join("deploy/samples/mariadb-cluster.yaml")).unwrap();
     for i in 0..CLUSTERS {

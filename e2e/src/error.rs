@@ -60,6 +60,14 @@ pub enum Error {
     /// A pod cannot be run on this node, e.g. a missing ConfigMap or an unsupported volume.
     #[error("{0}")]
     PodSpec(String),
+    /// A command the harness runs (helm) failed.
+    #[error("{command} failed: {output}")]
+    Command {
+        /// The command line, in short.
+        command: String,
+        /// What it printed on stderr.
+        output: String,
+    },
     /// The thread that owns the control-plane processes is gone.
     #[error("control plane supervisor: {0}")]
     Supervisor(String),

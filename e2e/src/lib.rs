@@ -16,6 +16,7 @@ pub mod certs;
 pub mod control_plane;
 pub mod error;
 pub mod faults;
+pub mod helm;
 mod http;
 pub mod kubeconfig;
 pub mod network;

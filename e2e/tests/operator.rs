@@ -14,7 +14,6 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 use tokio::sync::OnceCell;
 
@@ -22,21 +21,6 @@ static INSTALLED: OnceCell<()> = OnceCell::const_new();
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn tool(name: &str) -> PathBuf {
-    let cache = std::env::var_os("KORC_E2E_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/korc/bin")
-        });
-    let path = cache.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run e2e/prereqs first",
-        path.display()
-    );
-    path
 }
 
 /// The control plane with korc installed from charts/korc (once per test binary).
@@ -50,34 +34,19 @@ async fn korc_installed() -> &'static ControlPlane {
                 "{} is missing: cargo build -p korc first",
                 korc.display()
             );
-            let out = Command::new(tool("helm"))
-                .args(["install", "korc"])
-                .arg(repo().join("charts/korc"))
-                .args([
-                    "--namespace",
-                    "korc-system",
-                    "--create-namespace",
-                    "--wait",
-                    "--timeout",
-                    "3m",
-                ])
-                .args([
-                    "--set",
-                    "image.repository=korc",
-                    "--set",
-                    "image.tag=dev",
-                    "--set",
-                    "sourceAddress=pod-ip",
-                ])
-                .arg("--kubeconfig")
-                .arg(cp.kubeconfig())
-                .output()
-                .expect("run helm");
-            assert!(
-                out.status.success(),
-                "helm install failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let sets = [
+                "image.repository=korc",
+                "image.tag=dev",
+                "sourceAddress=pod-ip",
+            ];
+            korc_e2e::helm::install(
+                cp,
+                "korc",
+                &repo().join("charts/korc"),
+                "korc-system",
+                &sets,
+            )
+            .expect("helm install of charts/korc");
         })
         .await;
     cp
@@ -118,18 +87,51 @@ async fn pod_ip(client: &kube::Client, ns: &str, pod: &str) -> String {
     pod.status.unwrap().pod_ip.unwrap()
 }
 
-async fn root_conn(client: &kube::Client, ns: &str, cluster: &str, pod: &str) -> mysql_async::Conn {
+/// A root connection to a pod, or none while it cannot be had (pod restarting).
+async fn try_root_conn(
+    client: &kube::Client,
+    ns: &str,
+    cluster: &str,
+    pod: &str,
+) -> Option<mysql_async::Conn> {
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get(&format!("{cluster}-credentials"))
         .await
-        .unwrap();
-    let password = String::from_utf8(secret.data.unwrap()["root-password"].0.clone()).unwrap();
+        .ok()?;
+    let password = String::from_utf8(secret.data?["root-password"].0.clone()).ok()?;
+    let ip = Api::<Pod>::namespaced(client.clone(), ns)
+        .get(pod)
+        .await
+        .ok()?
+        .status?
+        .pod_ip?;
     let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(pod_ip(client, ns, pod).await)
+        .ip_or_hostname(ip)
         .user(Some("root"))
         .pass(Some(password))
         .prefer_socket(false);
-    mysql_async::Conn::new(opts).await.unwrap()
+    mysql_async::Conn::new(opts).await.ok()
+}
+
+async fn root_conn(client: &kube::Client, ns: &str, cluster: &str, pod: &str) -> mysql_async::Conn {
+    try_root_conn(client, ns, cluster, pod)
+        .await
+        .unwrap_or_else(|| panic!("no connection to {ns}/{pod}"))
+}
+
+/// The addresses a Service's EndpointSlices list.
+async fn endpoint_ips(client: &kube::Client, ns: &str, service: &str) -> Option<Vec<String>> {
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns);
+    let selector = format!("kubernetes.io/service-name={service}");
+    let list = slices
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    let endpoints = list
+        .items
+        .into_iter()
+        .flat_map(|s| s.endpoints.into_iter().flatten());
+    Some(endpoints.flat_map(|e| e.addresses).collect())
 }
 
 async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> String {
@@ -175,23 +177,9 @@ async fn sample_cluster_replicates_and_status_tells_the_truth() {
     }
     // The -primary Service points at the primary.
     let primary_ip = pod_ip(&client, "sample", &primary).await;
-    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "sample");
     wait_for("db-primary endpoints", 30, || async {
-        let list = slices
-            .list(&ListParams::default().labels("kubernetes.io/service-name=db-primary"))
-            .await
-            .ok()?;
-        let ips: Vec<String> = list
-            .items
-            .iter()
-            .flat_map(|s| {
-                s.endpoints
-                    .iter()
-                    .flatten()
-                    .flat_map(|e| e.addresses.clone())
-            })
-            .collect();
-        (ips == vec![primary_ip.clone()]).then_some(())
+        (endpoint_ips(&client, "sample", "db-primary").await? == vec![primary_ip.clone()])
+            .then_some(())
     })
     .await;
 
@@ -372,7 +360,7 @@ async fn invalid_specs_are_rejected_by_the_api_server_naming_the_field() {
     let cp = shared().await;
     let client = cp.client().await.unwrap();
     let crds = repo().join("crds/mysqlclusters.korc.dev.yaml");
-    let out = Command::new("kubectl")
+    let out = std::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(cp.kubeconfig())
         .args(["apply", "--server-side", "-f"])
@@ -488,21 +476,10 @@ async fn restarted_replica_rejoins_config_rolls_and_errant_replica_is_held_out()
         .unwrap();
     wait_for("every pod runs with max_connections=321", 180, || async {
         for pod in ["db-0", "db-1", "db-2"] {
-            let p = pods.get(pod).await.ok()?;
-            if !common::is_ready(&p) {
+            if !common::is_ready(&pods.get(pod).await.ok()?) {
                 return None;
             }
-            let secret = Api::<Secret>::namespaced(client.clone(), "rejoin")
-                .get("db-credentials")
-                .await
-                .ok()?;
-            let password = String::from_utf8(secret.data?["root-password"].0.clone()).ok()?;
-            let opts = mysql_async::OptsBuilder::default()
-                .ip_or_hostname(p.status?.pod_ip?)
-                .user(Some("root"))
-                .pass(Some(password))
-                .prefer_socket(false);
-            let mut c = mysql_async::Conn::new(opts).await.ok()?;
+            let mut c = try_root_conn(&client, "rejoin", "db", pod).await?;
             let v: Option<String> = c
                 .query_first("SELECT CAST(@@global.max_connections AS CHAR)")
                 .await
@@ -541,23 +518,9 @@ async fn restarted_replica_rejoins_config_rolls_and_errant_replica_is_held_out()
         .clone();
     assert_eq!(db2["role"], "excluded", "{db2:#}");
     let replica_ip = pod_ip(&client, "rejoin", "db-1").await;
-    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "rejoin");
     wait_for("db-replicas lists only db-1", 30, || async {
-        let list = slices
-            .list(&ListParams::default().labels("kubernetes.io/service-name=db-replicas"))
-            .await
-            .ok()?;
-        let ips: Vec<String> = list
-            .items
-            .iter()
-            .flat_map(|s| {
-                s.endpoints
-                    .iter()
-                    .flatten()
-                    .flat_map(|e| e.addresses.clone())
-            })
-            .collect();
-        (ips == vec![replica_ip.clone()]).then_some(())
+        (endpoint_ips(&client, "rejoin", "db-replicas").await? == vec![replica_ip.clone()])
+            .then_some(())
     })
     .await;
 }

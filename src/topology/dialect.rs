@@ -158,6 +158,16 @@ impl Dialect {
         format!("RESET {} ALL", self.replica_word())
     }
 
+    /// The statement that configures the source, and the prefix of its options
+    /// (MySQL 8.0.23 renamed both).
+    fn change_source_words(&self) -> (&'static str, &'static str) {
+        if self.mysql_at_least(8, 0, 23) {
+            ("CHANGE REPLICATION SOURCE TO", "SOURCE")
+        } else {
+            ("CHANGE MASTER TO", "MASTER")
+        }
+    }
+
     /// Points the instance at a new source with GTID auto-positioning. Credentials are
     /// given only when the instance has none yet (an old master); otherwise the
     /// existing ones are kept, as `CHANGE MASTER` keeps unspecified options.
@@ -167,66 +177,36 @@ impl Dialect {
         port: u16,
         credentials: Option<&ReplicationCredentials>,
     ) -> String {
-        match self.flavor {
-            Flavor::Mariadb => {
-                let mut s = format!(
-                    "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}",
-                    quote(host)
-                );
-                if let Some(c) = credentials {
-                    s += &format!(
-                        ", MASTER_USER={}, MASTER_PASSWORD={}",
-                        quote(&c.user),
-                        quote(&c.password)
-                    );
-                }
-                s + ", MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
-            }
-            Flavor::Mysql if self.mysql_at_least(8, 0, 23) => {
-                let mut s = format!(
-                    "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={port}",
-                    quote(host)
-                );
-                if let Some(c) = credentials {
-                    s += &format!(
-                        ", SOURCE_USER={}, SOURCE_PASSWORD={}, GET_SOURCE_PUBLIC_KEY=1",
-                        quote(&c.user),
-                        quote(&c.password)
-                    );
-                }
-                s + ", SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1"
-            }
-            Flavor::Mysql => {
-                let mut s = format!(
-                    "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}",
-                    quote(host)
-                );
-                if let Some(c) = credentials {
-                    s += &format!(
-                        ", MASTER_USER={}, MASTER_PASSWORD={}",
-                        quote(&c.user),
-                        quote(&c.password)
-                    );
-                }
-                s + ", MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1"
+        let (statement, word) = self.change_source_words();
+        let mut s = format!(
+            "{statement} {word}_HOST={}, {word}_PORT={port}",
+            quote(host)
+        );
+        if let Some(c) = credentials {
+            s += &format!(
+                ", {word}_USER={}, {word}_PASSWORD={}",
+                quote(&c.user),
+                quote(&c.password)
+            );
+            if word == "SOURCE" {
+                // caching_sha2_password over a connection without TLS.
+                s += ", GET_SOURCE_PUBLIC_KEY=1";
             }
         }
+        match self.flavor {
+            Flavor::Mariadb => s += ", MASTER_USE_GTID=slave_pos",
+            Flavor::Mysql => s += &format!(", {word}_AUTO_POSITION=1"),
+        }
+        s + &format!(", {word}_CONNECT_RETRY=1")
     }
 
     /// orchestrator's reversible detach: the source host becomes `//host`.
     pub fn detach_source(&self, host: &str, port: u16) -> String {
-        let marker = format!("//{host}");
-        if self.mysql_at_least(8, 0, 23) {
-            format!(
-                "CHANGE REPLICATION SOURCE TO SOURCE_HOST={}, SOURCE_PORT={port}",
-                quote(&marker)
-            )
-        } else {
-            format!(
-                "CHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}",
-                quote(&marker)
-            )
-        }
+        let (statement, word) = self.change_source_words();
+        format!(
+            "{statement} {word}_HOST={}, {word}_PORT={port}",
+            quote(&format!("//{host}"))
+        )
     }
 
     /// Statements that make the instance read-only or writable. MySQL's

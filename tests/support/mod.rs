@@ -208,42 +208,34 @@ impl Server {
 
     /// Like [`Server::sql`], returning the client's error.
     pub fn try_sql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new("mariadb")
-            .arg(format!(
-                "--defaults-file={}",
-                self.dir.join("my.cnf").display()
-            ))
-            .args(["-N", "-B", "-e", sql])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+        run_client(self.root_client().args(["-N", "-B", "-e", sql]))
+    }
+
+    /// The `mariadb` client connected as root over the socket.
+    fn root_client(&self) -> Command {
+        let mut cmd = Command::new("mariadb");
+        cmd.arg(format!(
+            "--defaults-file={}",
+            self.dir.join("my.cnf").display()
+        ));
+        cmd
     }
 
     /// Runs SQL as the application user over TCP (subject to read_only).
     pub fn app_sql(&self, sql: &str) -> Result<String, String> {
-        let out = Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "-h",
-                &self.ip.to_string(),
-                "-P",
-                "3306",
-                "-u",
-                APP.0,
-            ])
-            .arg(format!("-p{}", APP.1))
-            .args(["--connect-timeout=2", "-N", "-B", "test", "-e", sql])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+        let mut cmd = Command::new("mariadb");
+        cmd.args([
+            "--no-defaults",
+            "-h",
+            &self.ip.to_string(),
+            "-P",
+            "3306",
+            "-u",
+            APP.0,
+        ])
+        .arg(format!("-p{}", APP.1))
+        .args(["--connect-timeout=2", "-N", "-B", "test", "-e", sql]);
+        run_client(&mut cmd)
     }
 
     /// Points this server at `source` and starts replication.
@@ -271,15 +263,12 @@ impl Server {
 
     /// A `SHOW SLAVE STATUS` column.
     pub fn replica_field(&self, column: &str) -> String {
-        let out = Command::new("mariadb")
-            .arg(format!(
-                "--defaults-file={}",
-                self.dir.join("my.cnf").display()
-            ))
-            .args(["--vertical", "-e", "SHOW SLAVE STATUS"])
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&out.stdout);
+        // Column names are printed only in the vertical format without -N.
+        let out = run_client(
+            self.root_client()
+                .args(["--vertical", "-e", "SHOW SLAVE STATUS"]),
+        )
+        .unwrap_or_default();
         out.lines()
             .find_map(|l| {
                 l.trim()
@@ -294,6 +283,18 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.thaw();
         self.kill9();
+    }
+}
+
+/// Runs a client command: its trimmed output, or its error text.
+fn run_client(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run the mariadb client: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
 

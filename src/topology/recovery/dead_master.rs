@@ -18,7 +18,7 @@ use std::time::Duration;
 /// the old master if it answers, detaches lost replicas, and hands over to a
 /// better-ruled replica once that one has caught up.
 pub async fn recover_dead_master(
-    ctx: &RecoveryContext<'_>,
+    ctx: &RecoveryContext,
     instances: &[Instance],
     failed: &InstanceKey,
     analysis: Option<Analysis>,
@@ -31,12 +31,12 @@ pub async fn recover_dead_master(
 }
 
 async fn run(
-    ctx: &RecoveryContext<'_>,
+    ctx: &RecoveryContext,
     instances: &[Instance],
     failed: &InstanceKey,
     rec: &mut Recorder,
 ) -> Result<(), String> {
-    let c = ctx.connector;
+    let c = &ctx.connector;
     let view = ClusterView::new(instances);
     let f = view
         .index_of(failed)
@@ -94,7 +94,7 @@ async fn run(
     );
 
     let t = clock();
-    let choice = choose_candidate(&fresh, dead, ctx.policy, now_ms());
+    let choice = choose_candidate(&fresh, dead, &ctx.policy, now_ms());
     rec.step(
         StepKind::ChooseCandidate,
         None,
@@ -233,11 +233,11 @@ async fn run(
 /// applies its own relay log (its binary log then holds everything), the candidate
 /// replicates from it up to that position, then stops.
 async fn catch_up_from(
-    ctx: &RecoveryContext<'_>,
+    ctx: &RecoveryContext,
     candidate: &InstanceKey,
     donor: &InstanceKey,
 ) -> Result<(), String> {
-    let c = ctx.connector;
+    let c = &ctx.connector;
     let timeout = Duration::from_millis(ctx.policy.relay_log_apply_timeout_ms);
     let donor_state = probe(c, donor).await;
     let received = donor_state
@@ -271,12 +271,9 @@ async fn catch_up_from(
 
 /// Waits for the candidate to apply everything it received. orchestrator's
 /// Fail/DelayMasterPromotionIfSQLThreadNotUpToDate decide what a timeout means.
-async fn wait_relay_log(
-    ctx: &RecoveryContext<'_>,
-    candidate: &InstanceKey,
-) -> Result<String, String> {
-    let c = ctx.connector;
-    let p = ctx.policy;
+async fn wait_relay_log(ctx: &RecoveryContext, candidate: &InstanceKey) -> Result<String, String> {
+    let c = &ctx.connector;
+    let p = &ctx.policy;
     let state = probe(c, candidate).await;
     let received = state
         .received_position()

@@ -57,7 +57,7 @@ pub fn relocation_target(
 /// Moves the replicas of the dead intermediate master `failed` under a sibling or its
 /// source, with GTID auto-positioning.
 pub async fn recover_dead_intermediate_master(
-    ctx: &RecoveryContext<'_>,
+    ctx: &RecoveryContext,
     instances: &[Instance],
     failed: &InstanceKey,
     analysis: Option<Analysis>,
@@ -70,7 +70,7 @@ pub async fn recover_dead_intermediate_master(
     let view = ClusterView::new(instances);
     let (Some(f), Some(target)) = (
         view.index_of(failed),
-        relocation_target(instances, failed, ctx.policy),
+        relocation_target(instances, failed, &ctx.policy),
     ) else {
         return rec.finish(
             Outcome::Failed,
@@ -80,7 +80,7 @@ pub async fn recover_dead_intermediate_master(
         );
     };
     let orphans: Vec<&Instance> = view.replicas_of(f).iter().map(|&i| &instances[i]).collect();
-    let c = ctx.connector;
+    let c = &ctx.connector;
     let moves = join_all(orphans.iter().filter(|o| o.reachable).map(|o| async {
         (
             &o.key,

@@ -22,19 +22,19 @@ use std::time::Duration;
 
 /// What a recovery needs besides the topology.
 #[derive(Debug, Clone)]
-pub struct RecoveryContext<'a> {
+pub struct RecoveryContext {
     /// Opens sessions.
-    pub connector: &'a Connector,
+    pub connector: Connector,
     /// Policy.
-    pub policy: &'a Policy,
+    pub policy: Policy,
     /// Credentials for replicas that have none yet (an old master rejoining).
-    pub replication: &'a ReplicationCredentials,
+    pub replication: ReplicationCredentials,
 }
 
 /// Runs the recovery the first actionable analysis calls for; none when nothing is
 /// actionable.
 pub async fn recover(
-    ctx: &RecoveryContext<'_>,
+    ctx: &RecoveryContext,
     instances: &[Instance],
     analyses: &[Analysis],
 ) -> Option<RecoveryRecord> {
@@ -48,14 +48,14 @@ pub async fn recover(
     })
 }
 
-async fn make_writable(ctx: &RecoveryContext<'_>, a: &Analysis) -> RecoveryRecord {
+async fn make_writable(ctx: &RecoveryContext, a: &Analysis) -> RecoveryRecord {
     let mut rec = record::Recorder::start(
         RecoveryKind::DeadMaster,
         a.instance.clone(),
         Some(a.clone()),
     );
     let t = record::clock();
-    let r = set_read_only(ctx.connector, &a.instance, false).await;
+    let r = set_read_only(&ctx.connector, &a.instance, false).await;
     rec.step(
         StepKind::Promote,
         Some(&a.instance),

@@ -33,13 +33,13 @@ impl std::fmt::Display for SwitchError {
 /// takeover timeout, rolling back on expiry), the target is promoted, `others` are
 /// repointed to it, and the old primary becomes its replica.
 pub(super) async fn switch(
-    ctx: &RecoveryContext<'_>,
+    ctx: &RecoveryContext,
     rec: &mut Recorder,
     primary: &InstanceKey,
     target: &InstanceKey,
     others: &[InstanceKey],
 ) -> Result<(), SwitchError> {
-    let c = ctx.connector;
+    let c = &ctx.connector;
     let t = clock();
     let r = set_read_only(c, primary, true).await;
     rec.step(StepKind::SetReadOnly, Some(primary), t, &r, "");
@@ -95,7 +95,7 @@ pub(super) async fn switch(
     }
 
     let t = clock();
-    let r = point_to(c, primary, target, Some(ctx.replication), true).await;
+    let r = point_to(c, primary, target, Some(&ctx.replication), true).await;
     rec.step(
         StepKind::DemoteOldPrimary,
         Some(primary),
@@ -113,7 +113,7 @@ pub(super) async fn switch(
 /// candidate choice when none is named (a `prefer` replica before a more advanced
 /// neutral one: the takeover waits for it to catch up anyway).
 pub async fn graceful_takeover(
-    ctx: &RecoveryContext<'_>,
+    ctx: &RecoveryContext,
     instances: &[Instance],
     target: Option<&InstanceKey>,
 ) -> RecoveryRecord {
@@ -143,7 +143,7 @@ pub async fn graceful_takeover(
         },
         None => {
             let t = clock();
-            let choice = choose_candidate(&replicas, primary, ctx.policy, now_ms());
+            let choice = choose_candidate(&replicas, primary, &ctx.policy, now_ms());
             rec.step(StepKind::ChooseCandidate, None, t, &choice, "");
             choice
                 .map(|c| {
