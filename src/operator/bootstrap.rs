@@ -43,7 +43,7 @@ pub struct Plan {
 /// with its status lost), else the lowest ordinal. Instances without replication, or
 /// replicating from an address that is no member (their source came back elsewhere),
 /// are attached to it unless they hold transactions it does not have: those are never
-/// merged silently but held out and reported. `members` are in ordinal order.
+/// merged silently but held out and reported.
 pub fn plan(members: &[Member], instances: &[Instance], recorded_primary: Option<&str>) -> Plan {
     let view = ClusterView::new(instances);
     let primary_idx = match recorded_primary.and_then(|p| members.iter().position(|m| m.pod == p)) {
@@ -51,7 +51,12 @@ pub fn plan(members: &[Member], instances: &[Instance], recorded_primary: Option
         None => view
             .primary()
             .filter(|&p| !view.replicas_of(p).is_empty())
-            .or_else(|| (!members.is_empty() && instances[0].reachable).then_some(0)),
+            .or_else(|| {
+                members
+                    .iter()
+                    .position(|m| m.ordinal == 0)
+                    .filter(|&i| instances[i].reachable)
+            }),
     };
     let mut out = Plan::default();
     let Some(p) = primary_idx else {
@@ -151,6 +156,7 @@ mod tests {
     fn member(i: usize) -> Member {
         Member {
             pod: format!("db-{i}"),
+            ordinal: i as i32,
             key: format!("10.0.0.{i}:3306").parse().unwrap(),
             address: None,
             zone: None,
@@ -197,6 +203,13 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_new_cluster_waits_for_ordinal_zero() {
+        let members: Vec<Member> = (1..3).map(member).collect();
+        let p = plan(&members, &[fresh(1), fresh(2)], None);
+        assert_eq!(p, Plan::default(), "db-1 must not become the first primary");
     }
 
     #[test]

@@ -323,7 +323,7 @@ async fn members(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Vec<Member>
         .collect();
     pods.sort_by_key(|(o, _)| *o);
     let mut out = Vec::new();
-    for (_, pod) in pods {
+    for (ordinal, pod) in pods {
         let pod_name = pod.name_any();
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
         let host = match ctx.settings.source_address {
@@ -338,6 +338,7 @@ async fn members(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Vec<Member>
         let address = ip.map(|ip| InstanceKey::new(ip, MYSQL_PORT as u16));
         out.push(Member {
             pod: pod_name,
+            ordinal,
             key: InstanceKey::new(host, MYSQL_PORT as u16),
             address,
             zone,

@@ -25,6 +25,8 @@ pub const DETECTION_HISTORY: usize = 20;
 pub struct Member {
     /// Pod name.
     pub pod: String,
+    /// The StatefulSet ordinal.
+    pub ordinal: i32,
     /// The instance's key (what replicas use).
     pub key: InstanceKey,
     /// Where korc dials it (the pod IP), when known.

@@ -43,6 +43,7 @@ fn members(n: usize) -> Vec<Member> {
     (0..n)
         .map(|i| Member {
             pod: format!("db-{i}"),
+            ordinal: i as i32,
             key: format!("10.0.0.{i}:3306").parse().unwrap(),
             address: None,
             zone: Some(format!("zone-{i}")),
