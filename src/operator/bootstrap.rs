@@ -46,24 +46,30 @@ pub struct Plan {
 /// merged silently but held out and reported.
 pub fn plan(members: &[Member], instances: &[Instance], recorded_primary: Option<&str>) -> Plan {
     let view = ClusterView::new(instances);
-    let primary_idx = match recorded_primary.and_then(|p| members.iter().position(|m| m.pod == p)) {
-        Some(i) => Some(i),
-        None => view
-            .primary()
-            .filter(|&p| !view.replicas_of(p).is_empty())
-            .or_else(|| {
-                members
-                    .iter()
-                    .position(|m| m.ordinal == 0)
-                    .filter(|&i| instances[i].reachable)
-            }),
+    // The recorded primary stays the primary while its pod is away (restarting, or
+    // being replaced): nothing is attached or promoted meanwhile.
+    let primary = recorded_primary.map(str::to_string).or_else(|| {
+        let established = view.primary().filter(|&p| !view.replicas_of(p).is_empty());
+        let first = || {
+            members
+                .iter()
+                .position(|m| m.ordinal == 0)
+                .filter(|&i| instances[i].reachable)
+        };
+        established.or_else(first).map(|i| members[i].pod.clone())
+    });
+    let mut out = Plan {
+        primary,
+        ..Plan::default()
     };
-    let mut out = Plan::default();
-    let Some(p) = primary_idx else {
+    let Some(p) = out
+        .primary
+        .as_ref()
+        .and_then(|pod| members.iter().position(|m| &m.pod == pod))
+    else {
         return out;
     };
     let primary = &instances[p];
-    out.primary = Some(members[p].pod.clone());
     let others_writable = instances
         .iter()
         .enumerate()
@@ -269,6 +275,18 @@ mod tests {
                 source: member(0).key
             }]
         );
+    }
+
+    #[test]
+    fn the_recorded_primary_stays_while_its_pod_is_away() {
+        let members: Vec<Member> = (1..3).map(member).collect();
+        let p = plan(
+            &members,
+            &[replica_of(1, 0), replica_of(2, 0)],
+            Some("db-0"),
+        );
+        assert_eq!(p.primary.as_deref(), Some("db-0"));
+        assert!(p.actions.is_empty(), "{p:?}");
     }
 
     #[test]
