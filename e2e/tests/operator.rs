@@ -248,6 +248,16 @@ async fn sample_cluster_replicates_and_status_tells_the_truth() {
         .await
         .unwrap();
     wait_settled(&api, "db", "3/3", "NoProblem", 10).await;
+
+    // Probed every second, a steady cluster's status is not rewritten every second:
+    // at most one refresh of its volatile fields in 5 s.
+    let writes_before = status_writes(&client, "sample", "db").await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let writes = status_writes(&client, "sample", "db").await - writes_before;
+    assert!(
+        writes <= 1,
+        "{writes} status writes in 5 s of a steady cluster"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -329,9 +339,10 @@ async fn single_instance_is_a_writable_primary_without_failover() {
     let client = cp.client().await.unwrap();
     namespace(&client, "single").await;
     let api = Api::<MySQLCluster>::namespaced(client.clone(), "single");
-    api.create(&PostParams::default(), &sample("solo", 1))
-        .await
-        .unwrap();
+    // A probe interval far longer than the test: only pod events can bring korc back.
+    let mut solo = sample("solo", 1);
+    solo.spec.probe_interval_ms = 60_000;
+    api.create(&PostParams::default(), &solo).await.unwrap();
     let s = wait_settled(&api, "solo", "1/1", "NoProblem", 120).await;
     let blocked = s["conditions"]
         .as_array()
@@ -353,6 +364,52 @@ async fn single_instance_is_a_writable_primary_without_failover() {
         scalar(&mut c, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await,
         "0"
     );
+
+    // kill -9 of the primary: it restarts read-only, and the pod event makes korc
+    // reconcile at once, long before the 60 s probe interval.
+    cp.inject(&Fault::Kill(ContainerRef::pod("single", "solo-0")))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    wait_for("solo-0 writable again", 15, || async {
+        let mut c = try_root_conn(&client, "single", "solo", "solo-0").await?;
+        let ro: Option<String> = c
+            .query_first("SELECT CAST(@@global.read_only + 0 AS CHAR)")
+            .await
+            .ok()?;
+        (ro.as_deref() == Some("0")).then_some(())
+    })
+    .await;
+    println!("restarted primary writable again after {:?}", t.elapsed());
+}
+
+/// `korc_status_writes_total` of a cluster, read from the operator pod's /metrics
+/// (after checking /healthz and /readyz).
+async fn status_writes(client: &kube::Client, ns: &str, cluster: &str) -> u64 {
+    let pods = Api::<Pod>::namespaced(client.clone(), "korc-system");
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=korc"))
+        .await
+        .unwrap();
+    let ip = list.items[0].status.clone().unwrap().pod_ip.unwrap();
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect((ip.as_str(), 8080)).expect("korc's HTTP port");
+        write!(conn, "GET {path} HTTP/1.0\r\nHost: korc\r\n\r\n").unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        response
+    };
+    for path in ["/healthz", "/readyz"] {
+        assert!(get(path).starts_with("HTTP/1.0 200"), "{path}");
+    }
+    let metrics = get("/metrics");
+    let needle = format!("korc_status_writes_total{{namespace=\"{ns}\",cluster=\"{cluster}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {needle} in {metrics}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
