@@ -50,6 +50,8 @@ pub struct Settings {
 #[derive(Debug, Default)]
 struct Memory {
     instances: Vec<Instance>,
+    /// The passwords, the Secret they came from, whether korc generated them, and when.
+    passwords: Option<(Passwords, String, bool, Instant)>,
     applied: Option<(u64, Instant)>,
     written: Option<(MySQLClusterStatus, Instant)>,
     code: Option<String>,
@@ -123,7 +125,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         .await;
         return Ok(Action::await_change());
     }
-    let (passwords, generated) = passwords(&ctx, &cluster, &ns).await?;
+    let (passwords, generated) = passwords(&ctx, &cluster, &ns, &id).await?;
     if !cluster.spec.paused {
         let desired =
             provisioning::build(&cluster, &passwords, generated, ctx.settings.source_address);
@@ -206,10 +208,38 @@ async fn publish(
 }
 
 /// Reads the passwords; generates them (and so owns the Secret) when the user gave none.
-async fn passwords(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Result<(Passwords, bool)> {
+/// They are read again at most every [`REAPPLY`], not on every probe.
+async fn passwords(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    ns: &str,
+    id: &str,
+) -> Result<(Passwords, bool)> {
     let name = credentials_secret(cluster);
+    let cached = ctx.memory(id, |m| {
+        m.passwords
+            .as_ref()
+            .filter(|(_, secret, _, at)| *secret == name && at.elapsed() < REAPPLY)
+            .map(|(p, _, generated, _)| (p.clone(), *generated))
+    });
+    if let Some(cached) = cached {
+        return Ok(cached);
+    }
+    let read = read_passwords(ctx, cluster, ns, &name).await?;
+    ctx.memory(id, |m| {
+        m.passwords = Some((read.0.clone(), name, read.1, Instant::now()))
+    });
+    Ok(read)
+}
+
+async fn read_passwords(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    ns: &str,
+    name: &str,
+) -> Result<(Passwords, bool)> {
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .get_opt(&name)
+        .get_opt(name)
         .await?;
     let generated = cluster.spec.credentials_secret.is_none();
     match secret.and_then(|s| s.data) {
@@ -431,6 +461,13 @@ fn count_probes(ctx: &Context, instances: &[Instance]) {
 /// Keeps `korc.dev/role` on each pod: `primary`, `replica`, or absent (held out).
 async fn label_roles(ctx: &Context, ns: &str, members: &[Member], plan: &Plan) -> Result<()> {
     let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    let labels: HashMap<String, String> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns))
+        .filter_map(|p| Some((p.name_any(), p.labels().get(ROLE_LABEL)?.clone())))
+        .collect();
     for m in members {
         let want = if plan.primary.as_deref() == Some(m.pod.as_str()) {
             Some("primary")
@@ -439,13 +476,7 @@ async fn label_roles(ctx: &Context, ns: &str, members: &[Member], plan: &Plan) -
         } else {
             None
         };
-        let have = ctx
-            .pods
-            .state()
-            .into_iter()
-            .find(|p| p.namespace().as_deref() == Some(ns) && p.name_any() == m.pod)
-            .and_then(|p| p.labels().get(ROLE_LABEL).cloned());
-        if have.as_deref() != want {
+        if labels.get(&m.pod).map(String::as_str) != want {
             let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: want}}});
             api.patch(&m.pod, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
