@@ -134,6 +134,19 @@ async fn endpoint_ips(client: &kube::Client, ns: &str, service: &str) -> Option<
     Some(endpoints.flat_map(|e| e.addresses).collect())
 }
 
+/// Waits until `pod` of cluster `db` has applied `position`, then checks its row count.
+async fn assert_caught_up(client: &kube::Client, ns: &str, pod: &str, position: &str, rows: &str) {
+    let mut r = root_conn(client, ns, "db", pod).await;
+    let wait = format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)");
+    assert_eq!(
+        scalar(&mut r, &wait).await,
+        "0",
+        "{pod} did not reach {position}"
+    );
+    let count = scalar(&mut r, "SELECT CAST(COUNT(*) AS CHAR) FROM app.t").await;
+    assert_eq!(count, rows, "{pod} caught up");
+}
+
 async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> String {
     let v: Option<String> = conn.query_first(sql).await.unwrap();
     v.unwrap_or_default()
@@ -194,20 +207,7 @@ async fn sample_cluster_replicates_and_status_tells_the_truth() {
         .unwrap();
     let position = scalar(&mut p, "SELECT @@global.gtid_binlog_pos").await;
     for pod in ["db-1", "db-2"] {
-        let mut r = root_conn(&client, "sample", "db", pod).await;
-        assert_eq!(
-            scalar(
-                &mut r,
-                &format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)")
-            )
-            .await,
-            "0"
-        );
-        assert_eq!(
-            scalar(&mut r, "SELECT CAST(COUNT(*) AS CHAR) FROM app.t").await,
-            "3",
-            "{pod}"
-        );
+        assert_caught_up(&client, "sample", pod, &position, "3").await;
     }
 
     // A stopped SQL thread shows within 3 s and clears when fixed.
@@ -286,20 +286,7 @@ async fn scaling_up_and_down_and_deleting() {
     wait_settled(&api, "db", "5/5", "NoProblem", 120).await;
     let position = scalar(&mut p, "SELECT @@global.gtid_binlog_pos").await;
     for pod in ["db-3", "db-4"] {
-        let mut r = root_conn(&client, "scale", "db", pod).await;
-        assert_eq!(
-            scalar(
-                &mut r,
-                &format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)")
-            )
-            .await,
-            "0"
-        );
-        assert_eq!(
-            scalar(&mut r, "SELECT CAST(COUNT(*) AS CHAR) FROM app.t").await,
-            "2",
-            "{pod} caught up"
-        );
+        assert_caught_up(&client, "scale", pod, &position, "2").await;
     }
     api.patch("db", &PatchParams::default(), &Patch::Merge(patch(3)))
         .await
