@@ -115,11 +115,6 @@ impl MariaDbPosition {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// The GTIDs, one per domain.
-    pub fn gtids(&self) -> impl Iterator<Item = &MariaDbGtid> {
-        self.0.values()
-    }
 }
 
 impl fmt::Display for MariaDbPosition {
