@@ -50,7 +50,7 @@ pub async fn recover(
 
 async fn make_writable(ctx: &RecoveryContext, a: &Analysis) -> RecoveryRecord {
     let mut rec = record::Recorder::start(
-        RecoveryKind::DeadMaster,
+        RecoveryKind::NonWriteableMaster,
         a.instance.clone(),
         Some(a.clone()),
     );

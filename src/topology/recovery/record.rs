@@ -16,6 +16,8 @@ pub enum RecoveryKind {
     DeadIntermediateMaster,
     /// A planned switchover (orchestrator's graceful master takeover).
     GracefulTakeover,
+    /// Making a read-only master writable (orchestrator's RecoverNonWriteableMaster).
+    NonWriteableMaster,
 }
 
 /// A step of a recovery.
