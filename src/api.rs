@@ -314,6 +314,113 @@ pub struct MySQLClusterStatus {
     /// When the last failover finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The last recoveries, newest last (at most 10). A recovery is registered here
+    /// (outcome `running`) before its first irreversible step.
+    #[serde(default)]
+    pub recoveries: Vec<RecoveryStatus>,
+    /// Automatic recoveries are blocked until then (anti-flapping), unless acknowledged
+    /// with the annotation `korc.dev/acknowledge` on the MySQLCluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_blocked_until: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The last acknowledgement of recoveries (the annotation's value and when korc saw it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_acknowledgement: Option<AcknowledgementStatus>,
+}
+
+/// A recovery korc ran (or is running): orchestrator's recovery record, with instances
+/// named by pod.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryStatus {
+    /// Unique id.
+    pub id: String,
+    /// `DeadMaster`, `DeadIntermediateMaster`, `GracefulTakeover`, `NonWriteableMaster`.
+    pub kind: String,
+    /// The analysis code that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_code: Option<String>,
+    /// The failed (or demoted) pod.
+    pub failed: String,
+    /// The pod that took over, once chosen (committed to `status.primary` before the
+    /// promotion for a primary failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<String>,
+    /// Replicas left out of the new topology.
+    #[serde(default)]
+    pub lost_replicas: Vec<String>,
+    /// `running`, `recovered`, `failed`, `abandoned` (stopped before its promotion, for
+    /// example by the loss of leadership) or `rolledBack`.
+    pub outcome: String,
+    /// Why it failed or was abandoned, and where it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The operator replica that ran it.
+    pub leader: String,
+    /// When it was registered.
+    pub started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Milliseconds from registration until the successor accepted writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writable_after_ms: Option<i64>,
+    /// The engine's steps in execution order, each with its duration.
+    #[serde(default)]
+    pub steps: Vec<RecoveryStepStatus>,
+    /// Set once the recovery was acknowledged (it no longer blocks recoveries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<bool>,
+}
+
+impl Default for RecoveryStatus {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            kind: String::new(),
+            analysis_code: None,
+            failed: String::new(),
+            successor: None,
+            lost_replicas: Vec::new(),
+            outcome: String::new(),
+            error: None,
+            leader: String::new(),
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            ended_at: None,
+            writable_after_ms: None,
+            steps: Vec::new(),
+            acknowledged: None,
+        }
+    }
+}
+
+/// One executed recovery step.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryStepStatus {
+    /// Step kind (`stopReplicaIo`, `chooseCandidate`, `promote`, `repoint`, …).
+    pub kind: String,
+    /// The pod it acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Duration in milliseconds (fractional).
+    pub duration_ms: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// What it found or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// An acknowledgement of recoveries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcknowledgementStatus {
+    /// The annotation's value.
+    pub value: String,
+    /// When korc saw it.
+    pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
 /// One analysis, as orchestrator reports it.

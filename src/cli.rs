@@ -65,6 +65,9 @@ pub enum Command {
         /// no cluster DNS (korc's local control plane).
         #[arg(long, env = "KORC_SOURCE_ADDRESS", value_enum, default_value_t = crate::provisioning::SourceAddress::PodDns)]
         source_address: crate::provisioning::SourceAddress,
+        /// Leader election.
+        #[command(flatten)]
+        election: crate::operator::election::ElectionArgs,
     },
     /// Graceful takeover: move the primary role to a replica; prints the record.
     Switchover {
@@ -374,9 +377,11 @@ pub async fn run(command: Command) -> Result<u8> {
         Command::Run {
             listen,
             source_address,
+            election,
         } => {
             crate::operator::run(
                 crate::operator::controller::Settings { source_address },
+                &election,
                 listen,
             )
             .await?;

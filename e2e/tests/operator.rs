@@ -3,163 +3,17 @@
 
 mod common;
 
+use common::korc::*;
 use common::{namespace, shared, wait_for};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use korc::api::MySQLCluster;
-use korc_e2e::{ContainerRef, ControlPlane, Fault};
+use korc_e2e::{ContainerRef, Fault};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use mysql_async::prelude::Queryable;
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use serde_json::json;
 use std::time::Instant;
-use tokio::sync::OnceCell;
-
-static INSTALLED: OnceCell<()> = OnceCell::const_new();
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The control plane with korc installed from charts/korc (once per test binary).
-async fn korc_installed() -> &'static ControlPlane {
-    let cp = shared().await;
-    INSTALLED
-        .get_or_init(|| async {
-            let korc = repo().join("target/debug/korc");
-            assert!(
-                korc.exists(),
-                "{} is missing: cargo build -p korc first",
-                korc.display()
-            );
-            let sets = [
-                "image.repository=korc",
-                "image.tag=dev",
-                "sourceAddress=pod-ip",
-            ];
-            korc_e2e::helm::install(
-                cp,
-                "korc",
-                &repo().join("charts/korc"),
-                "korc-system",
-                &sets,
-            )
-            .expect("helm install of charts/korc");
-        })
-        .await;
-    cp
-}
-
-fn sample(name: &str, replicas: i32) -> MySQLCluster {
-    let text = std::fs::read_to_string(repo().join("deploy/samples/mariadb-cluster.yaml")).unwrap();
-    let mut c: MySQLCluster = serde_saphyr::from_str(&text).expect("the sample parses");
-    c.metadata.name = Some(name.into());
-    c.spec.replicas = replicas;
-    c
-}
-
-async fn status(api: &Api<MySQLCluster>, name: &str) -> Value {
-    serde_json::to_value(api.get(name).await.unwrap().status).unwrap()
-}
-
-/// Waits until the cluster reports `ready` instances and `code`.
-async fn wait_settled(
-    api: &Api<MySQLCluster>,
-    name: &str,
-    ready: &str,
-    code: &str,
-    seconds: u64,
-) -> Value {
-    wait_for(&format!("{name} {ready} {code}"), seconds, || async {
-        let s = status(api, name).await;
-        (s["ready"] == ready && s["analysisCode"] == code && s["primary"].is_string()).then_some(s)
-    })
-    .await
-}
-
-async fn pod_ip(client: &kube::Client, ns: &str, pod: &str) -> String {
-    let pod = Api::<Pod>::namespaced(client.clone(), ns)
-        .get(pod)
-        .await
-        .unwrap();
-    pod.status.unwrap().pod_ip.unwrap()
-}
-
-/// A root connection to a pod, or none while it cannot be had (pod restarting).
-async fn try_root_conn(
-    client: &kube::Client,
-    ns: &str,
-    cluster: &str,
-    pod: &str,
-) -> Option<mysql_async::Conn> {
-    let secret = Api::<Secret>::namespaced(client.clone(), ns)
-        .get(&format!("{cluster}-credentials"))
-        .await
-        .ok()?;
-    let password = String::from_utf8(secret.data?["root-password"].0.clone()).ok()?;
-    let ip = Api::<Pod>::namespaced(client.clone(), ns)
-        .get(pod)
-        .await
-        .ok()?
-        .status?
-        .pod_ip?;
-    let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ip)
-        .user(Some("root"))
-        .pass(Some(password))
-        .prefer_socket(false);
-    mysql_async::Conn::new(opts).await.ok()
-}
-
-async fn root_conn(client: &kube::Client, ns: &str, cluster: &str, pod: &str) -> mysql_async::Conn {
-    try_root_conn(client, ns, cluster, pod)
-        .await
-        .unwrap_or_else(|| panic!("no connection to {ns}/{pod}"))
-}
-
-/// The addresses a Service's EndpointSlices list.
-async fn endpoint_ips(client: &kube::Client, ns: &str, service: &str) -> Option<Vec<String>> {
-    let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns);
-    let selector = format!("kubernetes.io/service-name={service}");
-    let list = slices
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .ok()?;
-    let endpoints = list
-        .items
-        .into_iter()
-        .flat_map(|s| s.endpoints.into_iter().flatten());
-    Some(endpoints.flat_map(|e| e.addresses).collect())
-}
-
-/// Waits until `pod` of cluster `db` has applied `position`, then checks its row count.
-async fn assert_caught_up(client: &kube::Client, ns: &str, pod: &str, position: &str, rows: &str) {
-    let mut r = root_conn(client, ns, "db", pod).await;
-    let wait = format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)");
-    assert_eq!(
-        scalar(&mut r, &wait).await,
-        "0",
-        "{pod} did not reach {position}"
-    );
-    let count = scalar(&mut r, "SELECT CAST(COUNT(*) AS CHAR) FROM app.t").await;
-    assert_eq!(count, rows, "{pod} caught up");
-}
-
-async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> String {
-    let v: Option<String> = conn.query_first(sql).await.unwrap();
-    v.unwrap_or_default()
-}
-
-async fn analysis_of(api: &Api<MySQLCluster>, name: &str, pod: &str) -> Option<String> {
-    let s = status(api, name).await;
-    s["analysis"]
-        .as_array()?
-        .iter()
-        .find(|a| a["instance"] == pod)
-        .and_then(|a| a["code"].as_str().map(str::to_string))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sample_cluster_replicates_and_status_tells_the_truth() {
@@ -370,35 +224,6 @@ async fn single_instance_is_a_writable_primary_without_failover() {
     println!("restarted primary writable again after {:?}", t.elapsed());
 }
 
-/// `korc_status_writes_total` of a cluster, read from the operator pod's /metrics
-/// (after checking /healthz and /readyz).
-async fn status_writes(client: &kube::Client, ns: &str, cluster: &str) -> u64 {
-    let pods = Api::<Pod>::namespaced(client.clone(), "korc-system");
-    let list = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/name=korc"))
-        .await
-        .unwrap();
-    let ip = list.items[0].status.clone().unwrap().pod_ip.unwrap();
-    let get = |path: &str| {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect((ip.as_str(), 8080)).expect("korc's HTTP port");
-        write!(conn, "GET {path} HTTP/1.0\r\nHost: korc\r\n\r\n").unwrap();
-        let mut response = String::new();
-        conn.read_to_string(&mut response).unwrap();
-        response
-    };
-    for path in ["/healthz", "/readyz"] {
-        assert!(get(path).starts_with("HTTP/1.0 200"), "{path}");
-    }
-    let metrics = get("/metrics");
-    let needle = format!("korc_status_writes_total{{namespace=\"{ns}\",cluster=\"{cluster}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {needle} in {metrics}"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_specs_are_rejected_by_the_api_server_naming_the_field() {
     let cp = shared().await;
@@ -535,34 +360,41 @@ async fn restarted_replica_rejoins_config_rolls_and_errant_replica_is_held_out()
         Some(())
     })
     .await;
+    // Restarting the primary's pod fails over (a rolling switchover comes later):
+    // whichever instance is primary afterwards accepts writes.
     let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
-    assert_eq!(s["primary"], "db-0");
-    let mut p = root_conn(&client, "rejoin", "db", "db-0").await;
+    let primary = s["primary"].as_str().unwrap().to_string();
+    let mut p = root_conn(&client, "rejoin", "db", &primary).await;
     assert_eq!(
         scalar(&mut p, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await,
         "0",
-        "writable again after its restart"
+        "the primary is writable after the roll"
     );
+    let replicas: Vec<&str> = ["db-0", "db-1", "db-2"]
+        .into_iter()
+        .filter(|pod| *pod != primary)
+        .collect();
+    let (kept, errant_pod) = (replicas[0], replicas[1]);
 
     // A write on a replica is an errant transaction: flagged, held out, never merged.
-    let mut errant = root_conn(&client, "rejoin", "db", "db-2").await;
+    let mut errant = root_conn(&client, "rejoin", "db", errant_pod).await;
     errant.query_drop("CREATE DATABASE errant").await.unwrap();
-    wait_for("db-2 flagged as errant", 10, || async {
-        (analysis_of(&api, "db", "db-2").await.as_deref() == Some("ErrantGTIDDetected"))
+    wait_for("the replica flagged as errant", 10, || async {
+        (analysis_of(&api, "db", errant_pod).await.as_deref() == Some("ErrantGTIDDetected"))
             .then_some(())
     })
     .await;
     let s = status(&api, "db").await;
-    let db2 = s["instances"]
+    let held = s["instances"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["name"] == "db-2")
+        .find(|i| i["name"] == errant_pod)
         .unwrap()
         .clone();
-    assert_eq!(db2["role"], "excluded", "{db2:#}");
-    let replica_ip = pod_ip(&client, "rejoin", "db-1").await;
-    wait_for("db-replicas lists only db-1", 30, || async {
+    assert_eq!(held["role"], "excluded", "{held:#}");
+    let replica_ip = pod_ip(&client, "rejoin", kept).await;
+    wait_for("db-replicas lists only the clean replica", 30, || async {
         (endpoint_ips(&client, "rejoin", "db-replicas").await? == vec![replica_ip.clone()])
             .then_some(())
     })

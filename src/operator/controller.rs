@@ -7,9 +7,13 @@
 //! of its pods changes (a container died, a pod was deleted).
 
 use super::bootstrap::{self, Plan};
+use super::decide::{ACKNOWLEDGE_ANNOTATION, Blocker, Decision, Situation, decide};
+use super::election::Leadership;
+use super::failover;
+use super::metrics::RecoveryLabels;
 use super::metrics::{ClusterLabels, CodeLabels, Metrics, OutcomeLabels};
 use super::status::{self, Member, Observation, VOLATILE_REFRESH};
-use crate::api::{MySQLCluster, MySQLClusterStatus};
+use crate::api::{AcknowledgementStatus, MySQLCluster, MySQLClusterStatus, RecoveryStatus};
 use crate::provisioning::{
     self, Desired, INSTANCE_LABEL, MYSQL_PORT, Passwords, ROLE_LABEL, SourceAddress,
     credentials_secret, headless_service,
@@ -19,11 +23,12 @@ use crate::topology::dialect::ReplicationCredentials;
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy};
 use crate::topology::probe::{now_ms, probe_cluster};
+use crate::topology::recovery::RecoveryContext;
 use crate::topology::session::{Connector, Credentials};
 use crate::{Error, Result};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -69,6 +74,10 @@ pub struct Context {
     pub metrics: Metrics,
     /// Settings.
     pub settings: Settings,
+    /// Whether this replica leads: only the leader acts on clusters.
+    pub leadership: Leadership,
+    /// This operator replica's identity (its pod name), recorded in recoveries.
+    pub identity: String,
     memory: Mutex<HashMap<String, Memory>>,
     zones: Mutex<HashMap<String, Option<String>>>,
 }
@@ -81,6 +90,8 @@ impl Context {
         pods: Store<Pod>,
         metrics: Metrics,
         settings: Settings,
+        leadership: Leadership,
+        identity: String,
     ) -> Self {
         Self {
             client,
@@ -88,6 +99,8 @@ impl Context {
             pods,
             metrics,
             settings,
+            leadership,
+            identity,
             memory: Mutex::default(),
             zones: Mutex::default(),
         }
@@ -113,6 +126,10 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         .ok_or_else(|| Error::Invalid("MySQLCluster must be namespaced".into()))?;
     let id = format!("{ns}/{}", cluster.name_any());
     let interval = Duration::from_millis(cluster.spec.probe_interval_ms.clamp(100, 60_000) as u64);
+    // Standbys keep their caches warm and wait; becoming leader reconciles everything.
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::await_change());
+    }
     if let Err(message) = provisioning::validate(&cluster.spec) {
         publish(
             &ctx,
@@ -138,13 +155,53 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let previous = ctx.memory(&id, |m| m.instances.clone());
     let mut instances = probe_cluster(&connector, &keys, &previous).await;
     count_probes(&ctx, &instances);
-    let recorded = cluster.status.as_ref().and_then(|s| s.primary.clone());
-    let mut plan = bootstrap::plan(&members, &instances, recorded.as_deref());
-    if !cluster.spec.paused && !plan.actions.is_empty() {
-        let replication = ReplicationCredentials {
-            user: provisioning::REPLICATION_USER.into(),
-            password: passwords.replication.clone(),
-        };
+    let policy = policy(&cluster, &members);
+    let mut analysis = analyze(&instances, &policy, now_ms());
+    let mut cluster = acknowledge(&ctx, &cluster).await?;
+    let status = cluster.status.clone().unwrap_or_default();
+    let decision = decide(&Situation {
+        spec: &cluster.spec,
+        status: &status,
+        members: &members,
+        instances: &instances,
+        analysis: &analysis,
+        now: Timestamp::now(),
+    });
+    let replication = ReplicationCredentials {
+        user: provisioning::REPLICATION_USER.into(),
+        password: passwords.replication.clone(),
+    };
+    let (plan, blocker) = match decision {
+        Decision::Recover(failure) => {
+            let engine = RecoveryContext {
+                connector: connector.clone(),
+                policy: policy.clone(),
+                replication: replication.clone(),
+            };
+            cluster =
+                failover::run(&ctx, &cluster, &members, &instances, &failure, &engine).await?;
+            let recovered = cluster.status.as_ref().and_then(|s| s.recoveries.last());
+            if let Some(r) = recovered {
+                record_recovery(&ctx, &cluster, r).await;
+            }
+            instances = probe_cluster(&connector, &keys, &instances).await;
+            analysis = analyze(&instances, &policy, now_ms());
+            let primary = cluster.status.as_ref().and_then(|s| s.primary.clone());
+            (
+                bootstrap::plan(&members, &instances, primary.as_deref()),
+                None,
+            )
+        }
+        Decision::Resume(registered) => {
+            failover::abandon(&ctx, &cluster, &registered).await?;
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+        Decision::Converge(plan) => (plan, None),
+        Decision::Hold(blocker, plan) => (plan, Some(blocker)),
+    };
+    let plan = if cluster.spec.paused || plan.actions.is_empty() {
+        plan
+    } else {
         for (ok, line) in bootstrap::execute(&connector, &replication, &plan.actions).await {
             let result = if ok { "ok" } else { "failed" };
             ctx.metrics
@@ -162,19 +219,132 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
             publish(&ctx, &cluster, kind, reason, "Bootstrap", line).await;
         }
         instances = probe_cluster(&connector, &keys, &instances).await;
-        plan = bootstrap::plan(&members, &instances, plan.primary.as_deref());
-    }
-    let policy = policy(&cluster, &members);
-    let analysis = analyze(&instances, &policy, now_ms());
+        analysis = analyze(&instances, &policy, now_ms());
+        bootstrap::plan(&members, &instances, plan.primary.as_deref())
+    };
     if !cluster.spec.paused {
         label_roles(&ctx, &ns, &members, &plan).await?;
     }
     ctx.memory(&id, |m| m.instances = instances.clone());
     report(
-        &ctx, &cluster, &ns, &id, &members, &instances, &analysis, &plan,
+        &ctx,
+        &cluster,
+        &id,
+        &members,
+        &instances,
+        &analysis,
+        &plan,
+        blocker.as_ref(),
     )
     .await?;
     Ok(Action::requeue(interval))
+}
+
+/// Records an acknowledgement (`korc.dev/acknowledge`) in the status, marks every
+/// recovery so far acknowledged (lifting the anti-flapping block), and removes the
+/// annotation. Returns the cluster as last written.
+async fn acknowledge(ctx: &Context, cluster: &MySQLCluster) -> Result<MySQLCluster> {
+    let Some(value) = cluster.annotations().get(ACKNOWLEDGE_ANNOTATION).cloned() else {
+        return Ok(cluster.clone());
+    };
+    let mut status = cluster.status.clone().unwrap_or_default();
+    for r in &mut status.recoveries {
+        r.acknowledged = Some(true);
+    }
+    status.recovery_blocked_until = None;
+    status.last_acknowledgement = Some(AcknowledgementStatus {
+        value: value.clone(),
+        at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+    });
+    let written = write_status(ctx, cluster, status).await?;
+    let api = Api::<MySQLCluster>::namespaced(
+        ctx.client.clone(),
+        &cluster.namespace().unwrap_or_default(),
+    );
+    let patch = serde_json::json!({"metadata": {"annotations": {ACKNOWLEDGE_ANNOTATION: null}}});
+    api.patch(
+        &cluster.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    publish(
+        ctx,
+        cluster,
+        EventType::Normal,
+        "RecoveriesAcknowledged",
+        "Acknowledge",
+        format!("recoveries acknowledged ({value}): automatic recovery is no longer blocked"),
+    )
+    .await;
+    Ok(written)
+}
+
+/// Writes the whole status with the cluster's `resourceVersion` as precondition: a
+/// stale view (another leader wrote since) fails with a conflict instead of
+/// overwriting what it did. Returns the cluster as written.
+pub async fn write_status(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    status: MySQLClusterStatus,
+) -> Result<MySQLCluster> {
+    let api = Api::<MySQLCluster>::namespaced(
+        ctx.client.clone(),
+        &cluster.namespace().unwrap_or_default(),
+    );
+    let mut object = cluster.clone();
+    object.status = Some(status);
+    object.metadata.managed_fields = None;
+    let written = api
+        .replace_status(
+            &cluster.name_any(),
+            &PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PostParams::default()
+            },
+            &object,
+        )
+        .await?;
+    ctx.metrics
+        .status_writes
+        .get_or_create(&cluster_labels(cluster))
+        .inc();
+    Ok(written)
+}
+
+/// Events and metrics for a finished recovery.
+async fn record_recovery(ctx: &Context, cluster: &MySQLCluster, r: &RecoveryStatus) {
+    ctx.metrics
+        .recoveries
+        .get_or_create(&RecoveryLabels {
+            kind: r.kind.clone(),
+            outcome: r.outcome.clone(),
+        })
+        .inc();
+    if let Some(ms) = r.writable_after_ms {
+        ctx.metrics.failover_seconds.observe(ms as f64 / 1000.0);
+    }
+    let (kind, reason) = if r.outcome == "recovered" {
+        (EventType::Normal, "Recovered")
+    } else {
+        (EventType::Warning, "RecoveryFailed")
+    };
+    let note = format!(
+        "{} recovery {} of {}: {}{}{}",
+        r.kind,
+        r.id,
+        r.failed,
+        r.outcome,
+        r.successor
+            .as_ref()
+            .map(|s| format!(", {s} took over"))
+            .unwrap_or_default(),
+        r.error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    );
+    publish(ctx, cluster, kind, reason, "Recover", note).await;
 }
 
 /// Requeues a failed reconciliation after a pause.
@@ -489,12 +659,12 @@ async fn label_roles(ctx: &Context, ns: &str, members: &[Member], plan: &Plan) -
 async fn report(
     ctx: &Context,
     cluster: &MySQLCluster,
-    ns: &str,
     id: &str,
     members: &[Member],
     instances: &[Instance],
     analysis: &[Analysis],
     plan: &Plan,
+    blocker: Option<&Blocker>,
 ) -> Result<()> {
     let observation = Observation {
         members,
@@ -502,6 +672,7 @@ async fn report(
         analysis,
         primary: plan.primary.as_deref(),
         excluded: &plan.excluded,
+        blocker,
         now: Timestamp::now(),
     };
     let new = status::build(cluster, &observation);
@@ -542,16 +713,23 @@ async fn report(
     });
     let changed = status::significant(&new) != status::significant(&current);
     if changed || (stale && new != current) {
-        let api = Api::<MySQLCluster>::namespaced(ctx.client.clone(), ns);
-        let patch = serde_json::json!({"apiVersion": "korc.dev/v1alpha1", "kind": "MySQLCluster", "status": new});
-        api.patch_status(
-            &cluster.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-        ctx.metrics.status_writes.get_or_create(&labels).inc();
-        ctx.memory(id, |m| m.written = Some((new, Instant::now())));
+        let written = match write_status(ctx, cluster, new.clone()).await {
+            // The cached object is older than the last write (ours, usually): build
+            // the status again on the fresh object.
+            Err(Error::Kube(kube::Error::Api(e))) if e.code == 409 => {
+                let api = Api::<MySQLCluster>::namespaced(
+                    ctx.client.clone(),
+                    &cluster.namespace().unwrap_or_default(),
+                );
+                let fresh = api.get_status(&cluster.name_any()).await?;
+                let rebuilt = status::build(&fresh, &observation);
+                write_status(ctx, &fresh, rebuilt).await?
+            }
+            other => other?,
+        };
+        ctx.memory(id, |m| {
+            m.written = Some((written.status.unwrap_or_default(), Instant::now()))
+        });
     }
     Ok(())
 }

@@ -36,6 +36,15 @@ pub struct OutcomeLabels {
     pub result: String,
 }
 
+/// Labels of a recovery outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecoveryLabels {
+    /// `DeadMaster`, `DeadIntermediateMaster`, ...
+    pub kind: String,
+    /// `recovered`, `failed`, `abandoned`, ...
+    pub outcome: String,
+}
+
 /// The operator's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -51,6 +60,12 @@ pub struct Metrics {
     pub status_writes: Family<ClusterLabels, Counter>,
     /// Reconcile failures per cluster.
     pub reconcile_errors: Family<ClusterLabels, Counter>,
+    /// Recoveries by kind and outcome.
+    pub recoveries: Family<RecoveryLabels, Counter>,
+    /// From registering a failover until the successor accepted writes.
+    pub failover_seconds: Histogram,
+    /// 1 while this replica leads.
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -63,6 +78,9 @@ impl Metrics {
             actions: Family::default(),
             status_writes: Family::default(),
             reconcile_errors: Family::default(),
+            recoveries: Family::default(),
+            failover_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("korc");
         r.register("probes", "Instance probes by outcome", m.probes.clone());
@@ -91,6 +109,17 @@ impl Metrics {
             "Failed reconciliations",
             m.reconcile_errors.clone(),
         );
+        r.register(
+            "recoveries",
+            "Recoveries by kind and outcome",
+            m.recoveries.clone(),
+        );
+        r.register(
+            "failover_duration_seconds",
+            "From registering a failover until the successor accepted writes",
+            m.failover_seconds.clone(),
+        );
+        r.register("leader", "1 while this replica leads", m.leader.clone());
         m
     }
 }

@@ -5,6 +5,9 @@
 
 pub mod bootstrap;
 pub mod controller;
+pub mod decide;
+pub mod election;
+pub mod failover;
 pub mod metrics;
 pub mod server;
 pub mod status;
@@ -13,6 +16,7 @@ use crate::api::MySQLCluster;
 use crate::provisioning::INSTANCE_LABEL;
 use crate::{Error, Result};
 use controller::{Context, Settings, error_policy, reconcile};
+use election::{ElectionArgs, Leadership};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -26,9 +30,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Runs the operator until SIGTERM or Ctrl-C: the controller, and `/metrics`,
-/// `/healthz` and `/readyz` on `listen`.
-pub async fn run(settings: Settings, listen: SocketAddr) -> Result<()> {
+/// Runs the operator until SIGTERM or Ctrl-C: the election, the controller (which acts
+/// only while this replica leads), and `/metrics`, `/healthz` and `/readyz` on `listen`
+/// (served by every replica).
+pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr) -> Result<()> {
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("korc-{}", uuid::Uuid::new_v4().simple()));
+    let lease = election
+        .settings(identity.clone())
+        .map_err(Error::Invalid)?;
     let client = Client::try_default().await?;
     let clusters = Api::<MySQLCluster>::all(client.clone());
     if let Err(e) = clusters.list(&ListParams::default().limit(1)).await {
@@ -60,12 +70,49 @@ pub async fn run(settings: Settings, listen: SocketAddr) -> Result<()> {
     .touched_objects()
     .for_each(|_| futures::future::ready(()));
     tokio::spawn(pod_store);
+    let leadership = if election.leader_election {
+        Leadership::default()
+    } else {
+        Leadership::unconditional()
+    };
+    let (stop_electing, election_stopped) = tokio::sync::oneshot::channel::<()>();
+    let elector = election.leader_election.then(|| {
+        tokio::spawn(election::run(
+            client.clone(),
+            lease,
+            leadership.clone(),
+            async {
+                let _ = election_stopped.await;
+            },
+        ))
+    });
+    // Every cluster is reconciled at once when this replica becomes leader.
+    let became_leader = futures::stream::unfold(leadership.subscribe(), |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                return Some(((), rx));
+            }
+        }
+    });
+    let leader_gauge = metrics.leader.clone();
+    let mut changes = leadership.subscribe();
+    tokio::spawn(async move {
+        loop {
+            leader_gauge.set(i64::from(*changes.borrow_and_update()));
+            if changes.changed().await.is_err() {
+                break;
+            }
+        }
+    });
     let ctx = Arc::new(Context::new(
         client.clone(),
         recorder,
         pods,
         metrics,
         settings,
+        leadership,
+        identity,
     ));
     let controller = Controller::new(clusters, watcher::Config::default())
         .owns(Api::<StatefulSet>::all(client.clone()), managed.clone())
@@ -76,6 +123,7 @@ pub async fn run(settings: Settings, listen: SocketAddr) -> Result<()> {
                 .get(INSTANCE_LABEL)
                 .map(|c| ObjectRef::<MySQLCluster>::new(c).within(&ns))
         })
+        .reconcile_all_on(became_leader)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -90,6 +138,11 @@ pub async fn run(settings: Settings, listen: SocketAddr) -> Result<()> {
         let _ = stopped.await;
     }));
     controller.await;
+    // Stop acting before handing the Lease over, so a standby takes over at once.
+    let _ = stop_electing.send(());
+    if let Some(e) = elector {
+        let _ = e.await;
+    }
     let _ = stop.send(());
     http.await
         .map_err(|e| Error::Invalid(format!("HTTP server task: {e}")))?

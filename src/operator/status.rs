@@ -4,6 +4,7 @@
 //! *volatile*: a change in them alone does not justify a status write, so a steady
 //! cluster is written at most every [`VOLATILE_REFRESH`], not every second.
 
+use super::decide::{Blocker, RUNNING, anti_flapping};
 use crate::api::{
     AnalysisStatus, DetectionStatus, InstanceStatus, MySQLCluster, MySQLClusterStatus,
 };
@@ -48,6 +49,8 @@ pub struct Observation<'a> {
     pub primary: Option<&'a str>,
     /// Pods held out of the topology (errant transactions), with the reason.
     pub excluded: &'a BTreeMap<String, String>,
+    /// Why a detected failure is not recovered, when it is not.
+    pub blocker: Option<&'a Blocker>,
     /// Now.
     pub now: Timestamp,
 }
@@ -229,20 +232,38 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
     };
     let all_members_fine = replicating + 1 == o.members.len() && o.excluded.is_empty();
     let healthy = available && code == AnalysisCode::NoProblem && all_members_fine;
-    let (blocked, blocked_reason, blocked_message) = if cluster.spec.paused {
-        (
+    // A blocker seen with a failure comes from the decision; without a failure the
+    // cluster is still blocked when paused, single or inside an anti-flapping period.
+    let standing = || {
+        if cluster.spec.paused {
+            Some(Blocker::Paused)
+        } else if cluster.spec.replicas == 1 {
+            Some(Blocker::SingleInstance)
+        } else {
+            anti_flapping(&cluster.spec, &previous, o.now)
+        }
+    };
+    let blocker = o.blocker.cloned().or_else(standing);
+    let (blocked, blocked_reason, blocked_message) = match &blocker {
+        Some(b) => (true, b.reason(), b.message()),
+        None => (false, "NotBlocked", "nothing blocks recovery".to_string()),
+    };
+    let blocked_until = match &blocker {
+        Some(Blocker::AntiFlapping { until, .. }) => Some(Time(*until)),
+        _ => None,
+    };
+    let running = previous
+        .recoveries
+        .iter()
+        .rev()
+        .find(|r| r.outcome == RUNNING);
+    let (recovering, recovering_reason, recovering_message) = match running {
+        Some(r) => (
             true,
-            "Paused",
-            "spec.paused is set: korc neither reconciles nor recovers".to_string(),
-        )
-    } else if cluster.spec.replicas == 1 {
-        (
-            true,
-            "SingleInstance",
-            "a single instance has no replica to fail over to: no failover possible".to_string(),
-        )
-    } else {
-        (false, "NotBlocked", "nothing blocks recovery".to_string())
+            "RecoveryRunning",
+            format!("{} recovery {} of {} is running", r.kind, r.id, r.failed),
+        ),
+        None => (false, "NoRecovery", "no recovery is running".to_string()),
     };
     let conditions = vec![
         condition(
@@ -270,9 +291,9 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
         condition(
             &previous,
             "Recovering",
-            false,
-            "NoRecovery",
-            "no recovery is running",
+            recovering,
+            recovering_reason,
+            &recovering_message,
             &now,
             cluster,
         ),
@@ -297,7 +318,10 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
         analysis,
         instances,
         detections,
-        last_failover_time: previous.last_failover_time,
+        last_failover_time: previous.last_failover_time.clone(),
+        recoveries: previous.recoveries.clone(),
+        recovery_blocked_until: blocked_until,
+        last_acknowledgement: previous.last_acknowledgement.clone(),
     }
 }
 
@@ -324,6 +348,34 @@ fn condition(
         message: message.into(),
         last_transition_time,
         observed_generation: cluster.metadata.generation,
+    }
+}
+
+/// Marks the `Recovering` condition true for a registered recovery, so the
+/// registration itself tells readers a recovery runs.
+pub fn mark_recovering(status: &mut MySQLClusterStatus, message: String, now: Timestamp) {
+    let now = Time(now);
+    match status
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == "Recovering")
+    {
+        Some(c) => {
+            if c.status != "True" {
+                c.last_transition_time = now;
+            }
+            c.status = "True".into();
+            c.reason = "RecoveryRunning".into();
+            c.message = message;
+        }
+        None => status.conditions.push(Condition {
+            type_: "Recovering".into(),
+            status: "True".into(),
+            reason: "RecoveryRunning".into(),
+            message,
+            last_transition_time: now,
+            observed_generation: None,
+        }),
     }
 }
 

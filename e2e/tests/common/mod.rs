@@ -2,6 +2,9 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod korc;
+pub mod workload;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

@@ -63,6 +63,7 @@ fn observe(c: &MySQLCluster, instances: &[Instance], primary: Option<&str>) -> M
             analysis: &analysis,
             primary,
             excluded: &excluded,
+            blocker: None,
             now: Timestamp::from_second(100).unwrap(),
         },
     )
@@ -178,6 +179,7 @@ fn transition_times_move_only_on_transitions() {
             analysis: &analysis,
             primary: Some("db-0"),
             excluded: &excluded,
+            blocker: None,
             now: Timestamp::from_second(999).unwrap(),
         },
     );
@@ -196,6 +198,7 @@ fn transition_times_move_only_on_transitions() {
             analysis: &analyze(&dead, &Policy::default(), 0),
             primary: Some("db-0"),
             excluded: &excluded,
+            blocker: None,
             now: Timestamp::from_second(1500).unwrap(),
         },
     );

@@ -1,0 +1,220 @@
+//! korc installed by its Helm chart on the shared control plane, and what tests of
+//! the operator read and write: clusters, status, root connections, endpoints.
+
+use super::{shared, wait_for};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use korc::api::MySQLCluster;
+use korc_e2e::ControlPlane;
+use kube::api::{Api, ListParams};
+use mysql_async::prelude::Queryable;
+use serde_json::Value;
+use std::path::PathBuf;
+use tokio::sync::OnceCell;
+
+static INSTALLED: OnceCell<()> = OnceCell::const_new();
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The control plane with korc installed from charts/korc (once per test binary).
+pub async fn korc_installed() -> &'static ControlPlane {
+    let cp = shared().await;
+    INSTALLED
+        .get_or_init(|| async {
+            let korc = repo().join("target/debug/korc");
+            assert!(
+                korc.exists(),
+                "{} is missing: cargo build -p korc first",
+                korc.display()
+            );
+            let sets = [
+                "image.repository=korc",
+                "image.tag=dev",
+                "sourceAddress=pod-ip",
+            ];
+            korc_e2e::helm::install(
+                cp,
+                "korc",
+                &repo().join("charts/korc"),
+                "korc-system",
+                &sets,
+            )
+            .expect("helm install of charts/korc");
+        })
+        .await;
+    cp
+}
+
+pub fn sample(name: &str, replicas: i32) -> MySQLCluster {
+    let text = std::fs::read_to_string(repo().join("deploy/samples/mariadb-cluster.yaml")).unwrap();
+    let mut c: MySQLCluster = serde_saphyr::from_str(&text).expect("the sample parses");
+    c.metadata.name = Some(name.into());
+    c.spec.replicas = replicas;
+    c
+}
+
+pub async fn status(api: &Api<MySQLCluster>, name: &str) -> Value {
+    serde_json::to_value(api.get(name).await.unwrap().status).unwrap()
+}
+
+/// Waits until the cluster reports `ready` instances and `code`.
+pub async fn wait_settled(
+    api: &Api<MySQLCluster>,
+    name: &str,
+    ready: &str,
+    code: &str,
+    seconds: u64,
+) -> Value {
+    wait_for(&format!("{name} {ready} {code}"), seconds, || async {
+        let s = status(api, name).await;
+        (s["ready"] == ready && s["analysisCode"] == code && s["primary"].is_string()).then_some(s)
+    })
+    .await
+}
+
+pub async fn pod_ip(client: &kube::Client, ns: &str, pod: &str) -> String {
+    let pod = Api::<Pod>::namespaced(client.clone(), ns)
+        .get(pod)
+        .await
+        .unwrap();
+    pod.status.unwrap().pod_ip.unwrap()
+}
+
+/// A root connection to a pod, or none while it cannot be had (pod restarting).
+pub async fn try_root_conn(
+    client: &kube::Client,
+    ns: &str,
+    cluster: &str,
+    pod: &str,
+) -> Option<mysql_async::Conn> {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get(&format!("{cluster}-credentials"))
+        .await
+        .ok()?;
+    let password = String::from_utf8(secret.data?["root-password"].0.clone()).ok()?;
+    let ip = Api::<Pod>::namespaced(client.clone(), ns)
+        .get(pod)
+        .await
+        .ok()?
+        .status?
+        .pod_ip?;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(ip)
+        .user(Some("root"))
+        .pass(Some(password))
+        .prefer_socket(false);
+    mysql_async::Conn::new(opts).await.ok()
+}
+
+pub async fn root_conn(
+    client: &kube::Client,
+    ns: &str,
+    cluster: &str,
+    pod: &str,
+) -> mysql_async::Conn {
+    try_root_conn(client, ns, cluster, pod)
+        .await
+        .unwrap_or_else(|| panic!("no connection to {ns}/{pod}"))
+}
+
+/// The addresses a Service's EndpointSlices list.
+pub async fn endpoint_ips(client: &kube::Client, ns: &str, service: &str) -> Option<Vec<String>> {
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), ns);
+    let selector = format!("kubernetes.io/service-name={service}");
+    let list = slices
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    let endpoints = list
+        .items
+        .into_iter()
+        .flat_map(|s| s.endpoints.into_iter().flatten());
+    Some(endpoints.flat_map(|e| e.addresses).collect())
+}
+
+/// Waits until `pod` of cluster `db` has applied `position`, then checks its row count.
+pub async fn assert_caught_up(
+    client: &kube::Client,
+    ns: &str,
+    pod: &str,
+    position: &str,
+    rows: &str,
+) {
+    let mut r = root_conn(client, ns, "db", pod).await;
+    let wait = format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)");
+    assert_eq!(
+        scalar(&mut r, &wait).await,
+        "0",
+        "{pod} did not reach {position}"
+    );
+    let count = scalar(&mut r, "SELECT CAST(COUNT(*) AS CHAR) FROM app.t").await;
+    assert_eq!(count, rows, "{pod} caught up");
+}
+
+pub async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> String {
+    let v: Option<String> = conn.query_first(sql).await.unwrap();
+    v.unwrap_or_default()
+}
+
+pub async fn analysis_of(api: &Api<MySQLCluster>, name: &str, pod: &str) -> Option<String> {
+    let s = status(api, name).await;
+    s["analysis"]
+        .as_array()?
+        .iter()
+        .find(|a| a["instance"] == pod)
+        .and_then(|a| a["code"].as_str().map(str::to_string))
+}
+
+/// `korc_status_writes_total` of a cluster, read from the leading operator pod's /metrics
+/// (after checking /healthz and /readyz).
+pub async fn status_writes(client: &kube::Client, ns: &str, cluster: &str) -> u64 {
+    let leader = leader_pod(client).await;
+    let ip = Api::<Pod>::namespaced(client.clone(), "korc-system")
+        .get(&leader)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .pod_ip
+        .unwrap();
+    let get = |path: &str| {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect((ip.as_str(), 8080)).expect("korc's HTTP port");
+        write!(conn, "GET {path} HTTP/1.0\r\nHost: korc\r\n\r\n").unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        response
+    };
+    for path in ["/healthz", "/readyz"] {
+        assert!(get(path).starts_with("HTTP/1.0 200"), "{path}");
+    }
+    let metrics = get("/metrics");
+    let needle = format!("korc_status_writes_total{{namespace=\"{ns}\",cluster=\"{cluster}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {needle} in {metrics}"))
+}
+
+/// The operator pod holding the leader Lease (waiting until one does).
+pub async fn leader_pod(client: &kube::Client) -> String {
+    let leases = Api::<Lease>::namespaced(client.clone(), "korc-system");
+    wait_for("a korc leader", 60, || async {
+        let lease = leases.get_opt("korc-leader").await.ok()??;
+        lease.spec?.holder_identity.filter(|h| !h.is_empty())
+    })
+    .await
+}
+
+/// The korc operator pods.
+pub async fn operator_pods(client: &kube::Client) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), "korc-system")
+        .list(&ListParams::default().labels("app.kubernetes.io/name=korc"))
+        .await
+        .unwrap()
+        .items
+}

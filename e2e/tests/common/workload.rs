@@ -1,0 +1,209 @@
+//! What a failover test runs beside the fault: an application writing numbered rows
+//! through the `-primary` Service, and a watcher of writable instances.
+
+use super::korc::{endpoint_ips, try_root_conn};
+use mysql_async::prelude::Queryable;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The application account: data privileges on `app` only, no SUPER.
+pub const APP_USER: &str = "app";
+const APP_PASSWORD: &str = "app-password";
+
+/// Creates database `app`, table `app.t` and the application account on the primary.
+pub async fn create_app_schema(conn: &mut mysql_async::Conn) {
+    for sql in [
+        "CREATE DATABASE IF NOT EXISTS app",
+        "CREATE TABLE IF NOT EXISTS app.t (id INT PRIMARY KEY)",
+        &format!("CREATE USER IF NOT EXISTS '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'"),
+        &format!("GRANT SELECT, INSERT, UPDATE, DELETE ON app.* TO '{APP_USER}'@'%'"),
+    ] {
+        conn.query_drop(sql).await.unwrap();
+    }
+}
+
+/// Inserts 1, 2, 3, … into `app.t` as the application user, through whatever address
+/// the `-primary` Service's EndpointSlices list (looked up again on every reconnect,
+/// as a client behind kube-proxy would be routed), and records every acknowledged
+/// insert with its time.
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<Vec<(u32, Instant, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts writing to cluster `cluster` in namespace `ns`.
+    pub fn start(client: kube::Client, ns: &str, cluster: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acknowledged.clone());
+        let service = format!("{cluster}-primary");
+        let ns = ns.to_string();
+        let task = tokio::spawn(async move {
+            let mut next = 1u32;
+            let mut conn: Option<(mysql_async::Conn, String)> = None;
+            while !s.load(Ordering::SeqCst) {
+                if conn.is_none() {
+                    conn = connect(&client, &ns, &service).await;
+                    if conn.is_none() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                }
+                let (c, ip) = conn.as_mut().unwrap();
+                let insert = c.query_drop(format!("INSERT INTO app.t VALUES ({next})"));
+                match tokio::time::timeout(Duration::from_secs(2), insert).await {
+                    Ok(Ok(())) => {
+                        a.lock().unwrap().push((next, Instant::now(), ip.clone()));
+                        next += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    // Failed or unacknowledged: the row may or may not exist; use a
+                    // new number so every acknowledged number is unambiguous.
+                    _ => {
+                        next += 1;
+                        conn = None;
+                    }
+                }
+            }
+        });
+        Self {
+            stop,
+            acknowledged,
+            task,
+        }
+    }
+
+    /// The first insert acknowledged at or after `since` by an instance at `ip`.
+    pub fn first_ack_after(&self, since: Instant, ip: &str) -> Option<Instant> {
+        self.acknowledged
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, t, at)| *t >= since && at == ip)
+            .map(|(_, t, _)| *t)
+    }
+
+    /// How many inserts were acknowledged so far.
+    pub fn count(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Stops writing; returns the acknowledged numbers.
+    pub async fn stop(self) -> BTreeSet<u32> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.task.await;
+        self.acknowledged
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(n, _, _)| *n)
+            .collect()
+    }
+}
+
+async fn connect(
+    client: &kube::Client,
+    ns: &str,
+    service: &str,
+) -> Option<(mysql_async::Conn, String)> {
+    let ips = endpoint_ips(client, ns, service).await?;
+    let [ip] = ips.as_slice() else {
+        return None;
+    };
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(ip.clone())
+        .user(Some(APP_USER))
+        .pass(Some(APP_PASSWORD))
+        .prefer_socket(false);
+    let conn = tokio::time::timeout(Duration::from_secs(1), mysql_async::Conn::new(opts))
+        .await
+        .ok()?
+        .ok()?;
+    Some((conn, ip.clone()))
+}
+
+/// Every acknowledged number must be in `app.t` on `pod`.
+pub async fn assert_has_rows(
+    client: &kube::Client,
+    ns: &str,
+    cluster: &str,
+    pod: &str,
+    acknowledged: &BTreeSet<u32>,
+) {
+    let mut c = try_root_conn(client, ns, cluster, pod)
+        .await
+        .unwrap_or_else(|| panic!("no connection to {pod}"));
+    let rows: Vec<u32> = c.query("SELECT id FROM app.t").await.unwrap();
+    let present: BTreeSet<u32> = rows.into_iter().collect();
+    let lost: Vec<&u32> = acknowledged.difference(&present).collect();
+    assert!(
+        lost.is_empty(),
+        "{pod} lacks {} acknowledged rows: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(20)]
+    );
+}
+
+/// Checks every 100 ms that at most one instance of the cluster has `read_only=0`.
+pub struct WritableWatcher {
+    stop: Arc<AtomicBool>,
+    violations: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WritableWatcher {
+    /// Starts watching pods `pods` of `cluster`.
+    pub fn start(client: kube::Client, ns: &str, cluster: &str, pods: &[&str]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let (s, v) = (stop.clone(), violations.clone());
+        let ns = ns.to_string();
+        let cluster = cluster.to_string();
+        let pods: Vec<String> = pods.iter().map(|p| p.to_string()).collect();
+        let task = tokio::spawn(async move {
+            let mut conns: Vec<Option<mysql_async::Conn>> = pods.iter().map(|_| None).collect();
+            while !s.load(Ordering::SeqCst) {
+                let mut writable = Vec::new();
+                for (pod, conn) in pods.iter().zip(conns.iter_mut()) {
+                    if conn.is_none() {
+                        *conn = tokio::time::timeout(
+                            Duration::from_millis(300),
+                            try_root_conn(&client, &ns, &cluster, pod),
+                        )
+                        .await
+                        .ok()
+                        .flatten();
+                    }
+                    let Some(c) = conn.as_mut() else { continue };
+                    let ro =
+                        c.query_first::<String, _>("SELECT CAST(@@global.read_only + 0 AS CHAR)");
+                    match tokio::time::timeout(Duration::from_millis(300), ro).await {
+                        Ok(Ok(Some(ro))) if ro == "0" => writable.push(pod.clone()),
+                        Ok(Ok(_)) => {}
+                        _ => *conn = None,
+                    }
+                }
+                if writable.len() > 1 {
+                    v.lock().unwrap().push(writable.join(" and "));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self {
+            stop,
+            violations,
+            task,
+        }
+    }
+
+    /// Stops; returns each moment two or more instances were writable.
+    pub async fn stop(self) -> Vec<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.task.await;
+        self.violations.lock().unwrap().clone()
+    }
+}

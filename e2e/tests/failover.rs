@@ -1,0 +1,339 @@
+//! Failover by the operator on the local control plane: korc installed by its Helm
+//! chart with two operator replicas electing a leader, real MariaDB pods, real faults.
+
+mod common;
+
+use common::korc::*;
+use common::workload::{WritableWatcher, Writer, assert_has_rows, create_app_schema};
+use common::{namespace, wait_for};
+use futures::StreamExt;
+use korc::api::MySQLCluster;
+use korc_e2e::{ContainerRef, Fault};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PODS: [&str; 3] = ["db-0", "db-1", "db-2"];
+
+fn semi_sync_cluster(name: &str) -> MySQLCluster {
+    let mut c = sample(name, 3);
+    c.spec.semi_sync = Some(korc::api::SemiSyncSpec {
+        enabled: true,
+        timeout_ms: None,
+    });
+    c
+}
+
+/// Every `Recovering` condition status the cluster's versions showed, in order.
+fn record_recovering(api: Api<MySQLCluster>, name: &str) -> Arc<Mutex<Vec<String>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(async move {
+        let mut stream = watcher(api, config).applied_objects().boxed();
+        while let Some(Ok(c)) = stream.next().await {
+            let status = c.status.unwrap_or_default();
+            if let Some(cond) = status.conditions.iter().find(|c| c.type_ == "Recovering") {
+                let mut s = s.lock().unwrap();
+                if s.last() != Some(&cond.status) {
+                    s.push(cond.status.clone());
+                }
+            }
+        }
+    });
+    seen
+}
+
+fn condition(s: &Value, type_: &str) -> Value {
+    s["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashed_primary_is_replaced_once_without_losing_a_write_and_rejoins() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    assert_eq!(
+        operator_pods(&client).await.len(),
+        2,
+        "two operator replicas"
+    );
+    namespace(&client, "crash").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "crash");
+    api.create(&PostParams::default(), &semi_sync_cluster("db"))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let mut root = root_conn(&client, "crash", "db", "db-0").await;
+    create_app_schema(&mut root).await;
+    let recovering = record_recovering(api.clone(), "db");
+    let watcher = WritableWatcher::start(client.clone(), "crash", "db", &PODS);
+    let writer = Writer::start(client.clone(), "crash", "db");
+    wait_for("the writer's first rows", 20, || async {
+        (writer.count() >= 20).then_some(())
+    })
+    .await;
+
+    cp.inject(&Fault::Kill(ContainerRef::pod("crash", "db-0")))
+        .await
+        .unwrap();
+    let killed = Instant::now();
+    let new_primary = wait_for("a new primary in the status", 20, || async {
+        let s = status(&api, "db").await;
+        s["primary"]
+            .as_str()
+            .filter(|p| *p != "db-0")
+            .map(str::to_string)
+    })
+    .await;
+    let ip = pod_ip(&client, "crash", &new_primary).await;
+    wait_for("-primary lists only the new primary", 20, || async {
+        (endpoint_ips(&client, "crash", "db-primary").await? == vec![ip.clone()]).then_some(())
+    })
+    .await;
+    let endpoint_moved = killed.elapsed();
+    let accepted = wait_for("the writer's inserts on the new primary", 20, || async {
+        writer.first_ack_after(killed, &ip)
+    })
+    .await;
+    println!(
+        "kill -9 → -primary endpoint moved {endpoint_moved:?}; first insert on {new_primary} {:?}",
+        accepted - killed
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acknowledged = writer.stop().await;
+
+    // The whole story is in the status.
+    let s = status(&api, "db").await;
+    assert!(s["lastFailoverTime"].is_string(), "{s:#}");
+    let recoveries = s["recoveries"].as_array().unwrap();
+    assert_eq!(recoveries.len(), 1, "exactly one recovery: {s:#}");
+    let r = &recoveries[0];
+    assert_eq!(r["kind"], "DeadMaster");
+    assert_eq!(r["failed"], "db-0");
+    assert_eq!(r["successor"], new_primary.as_str());
+    assert_eq!(r["outcome"], "recovered", "{r:#}");
+    let steps = r["steps"].as_array().unwrap();
+    assert!(
+        steps
+            .iter()
+            .any(|st| st["kind"] == "promote" && st["ok"] == true),
+        "{r:#}"
+    );
+    assert!(steps.iter().all(|st| st["durationMs"].is_string()));
+    println!(
+        "recovery steps: {}",
+        steps
+            .iter()
+            .map(|st| format!(
+                "{}({} ms)",
+                st["kind"].as_str().unwrap(),
+                st["durationMs"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    assert_has_rows(&client, "crash", "db", &new_primary, &acknowledged).await;
+
+    // The restarted old primary rejoins under the new one and the cluster heals.
+    let healed = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+    assert_eq!(healed["primary"], new_primary.as_str());
+    let old = healed["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "db-0")
+        .unwrap()
+        .clone();
+    assert_eq!(old["role"], "replica", "{old:#}");
+    assert_eq!(old["source"], new_primary.as_str(), "{old:#}");
+    for pod in PODS {
+        wait_for(&format!("{pod} has every acknowledged row"), 20, || async {
+            let mut c = try_root_conn(&client, "crash", "db", pod).await?;
+            let n: Option<u64> =
+                mysql_async::prelude::Queryable::query_first(&mut c, "SELECT COUNT(*) FROM app.t")
+                    .await
+                    .ok()?;
+            (n? as usize >= acknowledged.len()).then_some(())
+        })
+        .await;
+        assert_has_rows(&client, "crash", "db", pod, &acknowledged).await;
+    }
+    let violations = watcher.stop().await;
+    assert!(
+        violations.is_empty(),
+        "two writable instances: {violations:?}"
+    );
+    let recovering = recovering.lock().unwrap().clone();
+    assert!(
+        recovering.windows(2).any(|w| w == ["True", "False"]),
+        "Recovering went {recovering:?}"
+    );
+    println!(
+        "{} acknowledged rows, all on every instance",
+        acknowledged.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn paused_and_manual_clusters_are_analysed_not_recovered() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "manual").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "manual");
+    let mut manual = sample("manual", 3);
+    manual.spec.recovery.automatic_master_recovery = false;
+    api.create(&PostParams::default(), &manual).await.unwrap();
+    api.create(&PostParams::default(), &sample("paused", 3))
+        .await
+        .unwrap();
+    wait_settled(&api, "manual", "3/3", "NoProblem", 120).await;
+    wait_settled(&api, "paused", "3/3", "NoProblem", 120).await;
+    api.patch(
+        "paused",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": true}})),
+    )
+    .await
+    .unwrap();
+
+    // A hung primary (SIGSTOP) stays dead until SIGCONT: the replicas give up on it
+    // after slave_net_timeout and the analysis says DeadMaster.
+    for cluster in ["manual", "paused"] {
+        cp.inject(&Fault::Stop(ContainerRef::pod(
+            "manual",
+            &format!("{cluster}-0"),
+        )))
+        .await
+        .unwrap();
+    }
+    for (cluster, reason) in [
+        ("manual", "AutomaticRecoveryDisabled"),
+        ("paused", "Paused"),
+    ] {
+        let s = wait_for(&format!("{cluster}: DeadMaster held"), 30, || async {
+            let s = status(&api, cluster).await;
+            (s["analysisCode"] == "DeadMaster"
+                && condition(&s, "RecoveryBlocked")["reason"] == reason)
+                .then_some(s)
+        })
+        .await;
+        assert_eq!(condition(&s, "RecoveryBlocked")["status"], "True", "{s:#}");
+    }
+    // Held, not recovered: still no recovery a few probe intervals later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for cluster in ["manual", "paused"] {
+        let s = status(&api, cluster).await;
+        assert_eq!(s["primary"], format!("{cluster}-0"), "{s:#}");
+        assert!(
+            s["recoveries"].as_array().is_none_or(|r| r.is_empty()),
+            "{s:#}"
+        );
+        cp.inject(&Fault::Continue(ContainerRef::pod(
+            "manual",
+            &format!("{cluster}-0"),
+        )))
+        .await
+        .unwrap();
+    }
+    wait_settled(&api, "manual", "3/3", "NoProblem", 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "flap").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "flap");
+    api.create(&PostParams::default(), &sample("db", 3))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+
+    cp.inject(&Fault::Kill(ContainerRef::pod("flap", "db-0")))
+        .await
+        .unwrap();
+    let first = wait_for("the first failover", 20, || async {
+        let s = status(&api, "db").await;
+        s["primary"]
+            .as_str()
+            .filter(|p| *p != "db-0")
+            .map(str::to_string)
+    })
+    .await;
+    let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+    let blocked = condition(&s, "RecoveryBlocked");
+    assert_eq!(blocked["reason"], "AntiFlapping", "{s:#}");
+    assert!(s["recoveryBlockedUntil"].is_string(), "{s:#}");
+
+    // The new primary hangs: detected, shown, not recovered.
+    cp.inject(&Fault::Stop(ContainerRef::pod("flap", &first)))
+        .await
+        .unwrap();
+    let s = wait_for("DeadMaster held by anti-flapping", 30, || async {
+        let s = status(&api, "db").await;
+        (s["analysisCode"] == "DeadMaster").then_some(s)
+    })
+    .await;
+    let blocked = condition(&s, "RecoveryBlocked");
+    assert_eq!(blocked["status"], "True", "{s:#}");
+    assert_eq!(blocked["reason"], "AntiFlapping", "{s:#}");
+    assert!(
+        blocked["message"]
+            .as_str()
+            .unwrap()
+            .contains("korc.dev/acknowledge"),
+        "{blocked:#}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status(&api, "db").await["primary"], first.as_str());
+
+    // Acknowledged: it recovers, and korc records and removes the annotation.
+    api.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"korc.dev/acknowledge": "on-call checked"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let second = wait_for("the second failover", 20, || async {
+        let s = status(&api, "db").await;
+        s["primary"]
+            .as_str()
+            .filter(|p| *p != first)
+            .map(str::to_string)
+    })
+    .await;
+    let cluster = api.get("db").await.unwrap();
+    assert!(
+        !cluster
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("korc.dev/acknowledge")
+    );
+    let s = status(&api, "db").await;
+    assert_eq!(
+        s["lastAcknowledgement"]["value"], "on-call checked",
+        "{s:#}"
+    );
+    assert_eq!(s["recoveries"].as_array().unwrap().len(), 2, "{s:#}");
+    println!("second failover to {second} after the acknowledgement");
+    cp.inject(&Fault::Continue(ContainerRef::pod("flap", &first)))
+        .await
+        .unwrap();
+    // The woken old primary is fenced and rejoins.
+    let healed = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+    assert_eq!(healed["primary"], second.as_str());
+    let mut woken = root_conn(&client, "flap", "db", &first).await;
+    assert_eq!(
+        scalar(&mut woken, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await,
+        "1"
+    );
+}

@@ -1,0 +1,209 @@
+//! Running a recovery from the operator: register it in the status, fence the failed
+//! primary's role label, let the engine recover, commit the successor to
+//! `status.primary`, and record the outcome.
+//!
+//! Invariants:
+//! - A recovery is registered (`status.recoveries`, outcome `running`) with a
+//!   `resourceVersion` precondition before anything changes. Two leaders racing on the
+//!   same failure cannot both register: the second write conflicts and that leader
+//!   re-reads and decides again (and sees the running recovery).
+//! - The failed primary loses its `korc.dev/role` label first, so the `-primary`
+//!   Service stops sending it traffic even before the promotion; this never waits more
+//!   than [`FENCE_BOUND`].
+//! - Leadership is checked before the engine starts; a leader that lost its Lease
+//!   leaves the registered recovery for the next leader, which completes or abandons it.
+//! - Pods are named in the record, as everywhere in the status.
+
+use super::controller::{Context, write_status};
+use super::decide::{RECOVERY_HISTORY, RUNNING, code_name};
+use super::status::{Member, mark_recovering};
+use crate::api::{MySQLCluster, MySQLClusterStatus, RecoveryStatus, RecoveryStepStatus};
+use crate::provisioning::ROLE_LABEL;
+use crate::topology::analysis::Analysis;
+use crate::topology::instance::{Instance, InstanceKey};
+use crate::topology::recovery::{Outcome, RecoveryContext, RecoveryRecord, recover};
+use crate::{Error, Result};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use std::time::Duration;
+
+/// The longest the role-label fence may delay a promotion.
+pub const FENCE_BOUND: Duration = Duration::from_millis(500);
+
+/// The pod of an instance key, or the key itself for an instance outside the cluster.
+pub fn pod_of(members: &[Member], key: &InstanceKey) -> String {
+    members
+        .iter()
+        .find(|m| &m.key == key)
+        .map_or_else(|| key.to_string(), |m| m.pod.clone())
+}
+
+/// The registration of a new recovery: outcome `running`, by this leader.
+pub fn registration(
+    analysis: &Analysis,
+    members: &[Member],
+    leader: &str,
+    now: Timestamp,
+) -> RecoveryStatus {
+    let kind = if analysis.code.is_master_failure() {
+        "DeadMaster"
+    } else {
+        "DeadIntermediateMaster"
+    };
+    RecoveryStatus {
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        kind: kind.into(),
+        analysis_code: Some(code_name(analysis.code)),
+        failed: pod_of(members, &analysis.instance),
+        outcome: RUNNING.into(),
+        leader: leader.into(),
+        started_at: Time(now),
+        ..RecoveryStatus::default()
+    }
+}
+
+/// The status with `record` added (or replacing the entry with its id), the history
+/// bounded.
+pub fn with_recovery(status: &MySQLClusterStatus, record: RecoveryStatus) -> MySQLClusterStatus {
+    let mut s = status.clone();
+    match s.recoveries.iter_mut().find(|r| r.id == record.id) {
+        Some(r) => *r = record,
+        None => s.recoveries.push(record),
+    }
+    let excess = s.recoveries.len().saturating_sub(RECOVERY_HISTORY);
+    s.recoveries.drain(..excess);
+    s
+}
+
+/// The registered recovery completed with the engine's record: successor, lost
+/// replicas, steps and outcome, instances named by pod.
+pub fn completed(
+    registered: &RecoveryStatus,
+    record: &RecoveryRecord,
+    members: &[Member],
+    now: Timestamp,
+) -> RecoveryStatus {
+    let outcome = match record.outcome {
+        Outcome::Recovered => "recovered",
+        Outcome::Failed => "failed",
+        Outcome::RolledBack => "rolledBack",
+    };
+    let started_ms = registered.started_at.0.as_millisecond();
+    RecoveryStatus {
+        successor: record.successor.as_ref().map(|k| pod_of(members, k)),
+        lost_replicas: record
+            .lost_replicas
+            .iter()
+            .map(|k| pod_of(members, k))
+            .collect(),
+        outcome: outcome.into(),
+        error: record.error.clone(),
+        ended_at: Some(Time(now)),
+        writable_after_ms: record
+            .writable_after_micros
+            .map(|us| (record.started_at_ms as i64 - started_ms).max(0) + us as i64 / 1000),
+        steps: record
+            .steps
+            .iter()
+            .map(|s| RecoveryStepStatus {
+                kind: serde_json::to_value(s.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                instance: s.instance.as_ref().map(|k| pod_of(members, k)),
+                duration_ms: format!("{:.3}", s.duration_micros as f64 / 1000.0),
+                ok: s.ok,
+                detail: (!s.detail.is_empty()).then(|| s.detail.clone()),
+            })
+            .collect(),
+        ..registered.clone()
+    }
+}
+
+/// Registers, fences and runs the recovery of `analysis`; returns the cluster as last
+/// written. A conflict at registration means another leader acted: nothing was done.
+pub async fn run(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    members: &[Member],
+    instances: &[Instance],
+    analysis: &Analysis,
+    engine: &RecoveryContext,
+) -> Result<MySQLCluster> {
+    let status = cluster.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let registered = registration(analysis, members, &ctx.identity, now);
+    let mut status = with_recovery(&status, registered.clone());
+    mark_recovering(
+        &mut status,
+        format!(
+            "{} recovery {} of {} is running",
+            registered.kind, registered.id, registered.failed
+        ),
+        now,
+    );
+    let cluster = write_status(ctx, cluster, status).await?;
+    tracing::info!(cluster = %cluster.metadata.name.as_deref().unwrap_or_default(), id = %registered.id,
+        failed = %registered.failed, code = ?analysis.code, "recovery registered");
+    if analysis.code.is_master_failure() {
+        fence_label(ctx, &cluster, &registered.failed).await;
+    }
+    if !ctx.leadership.is_leader() {
+        return Err(Error::Invalid(format!(
+            "lost leadership before recovery {}: the next leader resumes it",
+            registered.id
+        )));
+    }
+    let record = recover(engine, instances, std::slice::from_ref(analysis))
+        .await
+        .ok_or_else(|| Error::Invalid(format!("{:?} is not actionable", analysis.code)))?;
+    let now = Timestamp::now();
+    let done = completed(&registered, &record, members, now);
+    let mut status = with_recovery(&cluster.status.clone().unwrap_or_default(), done.clone());
+    if analysis.code.is_master_failure() && record.outcome == Outcome::Recovered {
+        status.primary = done.successor.clone();
+        status.last_failover_time = Some(Time(now));
+    }
+    write_status(ctx, &cluster, status).await
+}
+
+/// Removes the failed primary's role label, so the `-primary` Service stops selecting
+/// it, within [`FENCE_BOUND`]; the recovery goes on whatever happens.
+async fn fence_label(ctx: &Context, cluster: &MySQLCluster, pod: &str) {
+    let ns = cluster.metadata.namespace.clone().unwrap_or_default();
+    let api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: null}}});
+    let params = PatchParams::default();
+    let merge = Patch::Merge(&patch);
+    match tokio::time::timeout(FENCE_BOUND, api.patch(pod, &params, &merge)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(%pod, error = %e, "cannot remove the failed primary's role label")
+        }
+        Err(_) => tracing::warn!(%pod, "removing the failed primary's role label timed out"),
+    }
+}
+
+/// A registered recovery whose leader stopped before recording its end. The
+/// successor is committed to `status.primary` only after the promotion, so without a
+/// committed successor the recovery is abandoned: the next round analyses afresh.
+pub async fn abandon(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    registered: &RecoveryStatus,
+) -> Result<MySQLCluster> {
+    let status = cluster.status.clone().unwrap_or_default();
+    let record = RecoveryStatus {
+        outcome: "abandoned".into(),
+        error: Some(format!(
+            "{} stopped leading before recording the end of this recovery; {} abandoned it and analyses the cluster afresh",
+            registered.leader, ctx.identity
+        )),
+        ended_at: Some(Time(Timestamp::now())),
+        ..registered.clone()
+    };
+    tracing::warn!(id = %registered.id, leader = %registered.leader, "abandoning an unfinished recovery");
+    write_status(ctx, cluster, with_recovery(&status, record)).await
+}
