@@ -82,8 +82,7 @@ async fn crashed_primary_is_replaced_once_without_losing_a_write_and_rejoins() {
         .await
         .unwrap();
     let killed = Instant::now();
-    let new_primary = wait_for("a new primary in the status", 20, || async {
-        let s = status(&api, "db").await;
+    let new_primary = wait_status(&api, "db", "a new primary", 20, |s| {
         s["primary"]
             .as_str()
             .filter(|p| *p != "db-0")
@@ -257,8 +256,7 @@ async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement()
     cp.inject(&Fault::Kill(ContainerRef::pod("flap", "db-0")))
         .await
         .unwrap();
-    let first = wait_for("the first failover", 20, || async {
-        let s = status(&api, "db").await;
+    let first = wait_status(&api, "db", "the first failover", 20, |s| {
         s["primary"]
             .as_str()
             .filter(|p| *p != "db-0")
@@ -302,8 +300,7 @@ async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement()
     )
     .await
     .unwrap();
-    let second = wait_for("the second failover", 20, || async {
-        let s = status(&api, "db").await;
+    let second = wait_status(&api, "db", "the second failover", 20, |s| {
         s["primary"]
             .as_str()
             .filter(|p| *p != first)

@@ -218,3 +218,26 @@ pub async fn operator_pods(client: &kube::Client) -> Vec<Pod> {
         .unwrap()
         .items
 }
+
+/// Polls the cluster's status every 100 ms until `check` yields a value; on timeout
+/// panics with the last status seen, so a failure shows what korc reported.
+pub async fn wait_status<T>(
+    api: &Api<MySQLCluster>,
+    name: &str,
+    what: &str,
+    seconds: u64,
+    check: impl Fn(&Value) -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let s = status(api, name).await;
+        if let Some(v) = check(&s) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {what}; last status of {name}:\n{s:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
