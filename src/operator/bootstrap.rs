@@ -16,6 +16,14 @@ pub enum Action {
     MakeWritable(InstanceKey),
     /// A non-primary accepts writes: make it read-only.
     MakeReadOnly(InstanceKey),
+    /// Turn the source side of semi-sync on (the primary) or off (a replica, whose
+    /// applier would otherwise wait for acknowledgements nobody sends).
+    SetSemiSyncSource {
+        /// The instance.
+        instance: InstanceKey,
+        /// On or off.
+        enabled: bool,
+    },
     /// Attach an instance with no replication as a replica of the primary.
     Attach {
         /// The new replica.
@@ -36,6 +44,8 @@ pub struct Plan {
     pub excluded: BTreeMap<String, String>,
     /// Pods that replicate from the primary and belong in the replicas Service.
     pub replicas: Vec<String>,
+    /// Why the primary is not made writable, when it is not although it could be.
+    pub primary_held: Option<String>,
 }
 
 /// Plans the topology. The primary is the one recorded in the status; a new cluster's
@@ -43,8 +53,16 @@ pub struct Plan {
 /// with its status lost), else the lowest ordinal. Instances without replication, or
 /// replicating from an address that is no member (their source came back elsewhere),
 /// are attached to it unless they hold transactions it does not have: those are never
-/// merged silently but held out and reported.
-pub fn plan(members: &[Member], instances: &[Instance], recorded_primary: Option<&str>) -> Plan {
+/// merged silently but held out and reported. A read-only primary that lacks
+/// transactions every other reachable member has (its data directory was lost or is
+/// older) is never made writable. With `semi_sync`, the primary is the only instance
+/// with the source side of semi-sync on, set before it becomes writable.
+pub fn plan(
+    members: &[Member],
+    instances: &[Instance],
+    recorded_primary: Option<&str>,
+    semi_sync: bool,
+) -> Plan {
     let view = ClusterView::new(instances);
     // The recorded primary stays the primary while its pod is away (restarting, or
     // being replaced): nothing is attached or promoted meanwhile.
@@ -74,6 +92,29 @@ pub fn plan(members: &[Member], instances: &[Instance], recorded_primary: Option
         .iter()
         .enumerate()
         .any(|(i, x)| i != p && x.reachable && x.is_writable());
+    let others: Vec<&Instance> = instances
+        .iter()
+        .enumerate()
+        .filter(|&(i, x)| i != p && x.reachable)
+        .map(|(_, x)| x)
+        .collect();
+    let ahead =
+        |x: &Instance| primary.reachable && x.errant_gtids(primary).is_some_and(|e| !e.is_empty());
+    let behind =
+        primary.read_only == Some(true) && !others.is_empty() && others.iter().all(|x| ahead(x));
+    if behind {
+        out.primary_held = Some(format!(
+            "{} lacks transactions every other instance has (empty or older data): not made writable",
+            members[p].pod
+        ));
+        return out;
+    }
+    if primary.reachable && primary.semi_sync.master_enabled != semi_sync {
+        out.actions.push(Action::SetSemiSyncSource {
+            instance: primary.key.clone(),
+            enabled: semi_sync,
+        });
+    }
     if primary.reachable
         && primary.is_master()
         && primary.read_only == Some(true)
@@ -89,6 +130,12 @@ pub fn plan(members: &[Member], instances: &[Instance], recorded_primary: Option
         let pod = &members[i].pod;
         if inst.is_writable() {
             out.actions.push(Action::MakeReadOnly(inst.key.clone()));
+        }
+        if inst.semi_sync.master_enabled {
+            out.actions.push(Action::SetSemiSyncSource {
+                instance: inst.key.clone(),
+                enabled: false,
+            });
         }
         let errant = primary
             .reachable
@@ -134,6 +181,13 @@ pub async fn execute(
                 set_read_only(connector, k, true).await,
                 format!("made {k} read-only"),
             ),
+            Action::SetSemiSyncSource { instance, enabled } => (
+                set_semi_sync_source(connector, instance, *enabled).await,
+                format!(
+                    "turned the source side of semi-sync {} on {instance}",
+                    if *enabled { "on" } else { "off" }
+                ),
+            ),
             Action::Attach { replica, source } => (
                 point_to(connector, replica, source, Some(replication), true).await,
                 format!("attached {replica} as a replica of {source}"),
@@ -147,11 +201,23 @@ pub async fn execute(
                     "could not {}: {e}",
                     what.replacen("made", "make", 1)
                         .replacen("attached", "attach", 1)
+                        .replacen("turned", "turn", 1)
                 ),
             ),
         });
     }
     out
+}
+
+async fn set_semi_sync_source(
+    connector: &Connector,
+    key: &InstanceKey,
+    enabled: bool,
+) -> crate::Result<()> {
+    let mut s = connector.connect(key).await?;
+    let stmt = s.dialect.set_semi_sync_source(enabled);
+    s.exec(&stmt).await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -193,7 +259,7 @@ mod tests {
     #[test]
     fn new_cluster_makes_ordinal_zero_primary_and_attaches_the_rest() {
         let members: Vec<Member> = (0..3).map(member).collect();
-        let p = plan(&members, &[fresh(0), fresh(1), fresh(2)], None);
+        let p = plan(&members, &[fresh(0), fresh(1), fresh(2)], None, false);
         assert_eq!(p.primary.as_deref(), Some("db-0"));
         assert_eq!(
             p.actions,
@@ -214,7 +280,7 @@ mod tests {
     #[test]
     fn a_new_cluster_waits_for_ordinal_zero() {
         let members: Vec<Member> = (1..3).map(member).collect();
-        let p = plan(&members, &[fresh(1), fresh(2)], None);
+        let p = plan(&members, &[fresh(1), fresh(2)], None, false);
         assert_eq!(p, Plan::default(), "db-1 must not become the first primary");
     }
 
@@ -227,6 +293,7 @@ mod tests {
             &members,
             &[primary, replica_of(1, 0), replica_of(2, 0)],
             Some("db-0"),
+            false,
         );
         assert!(p.actions.is_empty(), "{p:?}");
         assert_eq!(p.replicas, vec!["db-1", "db-2"]);
@@ -237,7 +304,7 @@ mod tests {
         let members: Vec<Member> = (0..2).map(member).collect();
         let mut stray = fresh(0);
         stray.read_only = Some(false);
-        let p = plan(&members, &[stray, fresh(1)], Some("db-1"));
+        let p = plan(&members, &[stray, fresh(1)], Some("db-1"), false);
         assert_eq!(p.primary.as_deref(), Some("db-1"));
         assert!(p.actions.contains(&Action::MakeReadOnly(member(0).key)));
         assert!(
@@ -254,7 +321,7 @@ mod tests {
         primary.gtid.binlog_state = "0-10-5".into();
         let mut old = fresh(1);
         old.gtid.binlog_state = "0-10-5,0-11-6".into();
-        let p = plan(&members, &[primary, old], Some("db-0"));
+        let p = plan(&members, &[primary, old], Some("db-0"), false);
         assert!(p.actions.is_empty(), "{p:?}");
         assert!(p.excluded["db-1"].contains("0-11-6"));
         assert!(p.replicas.is_empty());
@@ -267,7 +334,7 @@ mod tests {
         primary.read_only = Some(false);
         let mut stale = replica_of(1, 0);
         stale.replication.as_mut().unwrap().source_host = "10.9.9.9".into();
-        let p = plan(&members, &[primary, stale], Some("db-0"));
+        let p = plan(&members, &[primary, stale], Some("db-0"), false);
         assert_eq!(
             p.actions,
             vec![Action::Attach {
@@ -284,6 +351,7 @@ mod tests {
             &members,
             &[replica_of(1, 0), replica_of(2, 0)],
             Some("db-0"),
+            false,
         );
         assert_eq!(p.primary.as_deref(), Some("db-0"));
         assert!(p.actions.is_empty(), "{p:?}");
@@ -294,7 +362,54 @@ mod tests {
         let members: Vec<Member> = (0..2).map(member).collect();
         let mut primary = fresh(0);
         primary.reachable = false;
-        let p = plan(&members, &[primary, fresh(1)], Some("db-0"));
+        let p = plan(&members, &[primary, fresh(1)], Some("db-0"), false);
         assert!(p.actions.is_empty());
+    }
+
+    #[test]
+    fn semi_sync_source_only_on_the_primary_and_before_it_is_writable() {
+        let members: Vec<Member> = (0..3).map(member).collect();
+        let mut replica = replica_of(2, 0);
+        replica.semi_sync.master_enabled = true;
+        let p = plan(
+            &members,
+            &[fresh(0), replica_of(1, 0), replica],
+            Some("db-0"),
+            true,
+        );
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::SetSemiSyncSource {
+                    instance: member(0).key,
+                    enabled: true
+                },
+                Action::MakeWritable(member(0).key),
+                Action::SetSemiSyncSource {
+                    instance: member(2).key,
+                    enabled: false
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_primary_behind_every_replica_is_never_made_writable() {
+        let members: Vec<Member> = (0..3).map(member).collect();
+        // db-0 came back with an empty data directory; its replicas have 0-10-5.
+        let empty = fresh(0);
+        let mut r1 = fresh(1);
+        r1.gtid.binlog_state = "0-10-5".into();
+        let r2 = Instance {
+            key: member(2).key,
+            ..r1.clone()
+        };
+        let p = plan(&members, &[empty, r1, r2], Some("db-0"), false);
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert!(p.primary_held.unwrap().contains("db-0 lacks transactions"));
+        assert!(
+            p.excluded.is_empty(),
+            "the replicas are not the errant ones"
+        );
     }
 }

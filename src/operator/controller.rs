@@ -171,6 +171,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         user: provisioning::REPLICATION_USER.into(),
         password: passwords.replication.clone(),
     };
+    let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
     let (plan, blocker) = match decision {
         Decision::Recover(failure) => {
             let engine = RecoveryContext {
@@ -188,7 +189,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
             analysis = analyze(&instances, &policy, now_ms());
             let primary = cluster.status.as_ref().and_then(|s| s.primary.clone());
             (
-                bootstrap::plan(&members, &instances, primary.as_deref()),
+                bootstrap::plan(&members, &instances, primary.as_deref(), semi_sync),
                 None,
             )
         }
@@ -220,7 +221,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         }
         instances = probe_cluster(&connector, &keys, &instances).await;
         analysis = analyze(&instances, &policy, now_ms());
-        bootstrap::plan(&members, &instances, plan.primary.as_deref())
+        bootstrap::plan(&members, &instances, plan.primary.as_deref(), semi_sync)
     };
     if !cluster.spec.paused {
         label_roles(&ctx, &ns, &members, &plan).await?;

@@ -127,7 +127,13 @@ pub enum Decision {
 
 /// Decides. `plan` is the converge arm, computed from the same observation.
 pub fn decide(s: &Situation<'_>) -> Decision {
-    let plan = bootstrap::plan(s.members, s.instances, s.status.primary.as_deref());
+    let semi_sync = s.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
+    let plan = bootstrap::plan(
+        s.members,
+        s.instances,
+        s.status.primary.as_deref(),
+        semi_sync,
+    );
     if s.spec.paused {
         return Decision::Hold(Blocker::Paused, plan);
     }

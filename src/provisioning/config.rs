@@ -89,8 +89,12 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
     match flavor {
         Flavor::Mariadb => {
             cnf += "log_slave_updates=ON\ngtid_strict_mode=ON\nslave_net_timeout=4\n";
+            // Every instance starts read-only with the source side off (korc turns it on
+            // on the primary only: a replica's applier would wait for acknowledgements
+            // nobody sends) and the replica side on, which also makes a crashed primary
+            // truncate the binlog tail no replica acknowledged (MDEV-21117).
             cnf += &format!(
-                "rpl_semi_sync_master_enabled={m}\nrpl_semi_sync_slave_enabled={m}\n\
+                "rpl_semi_sync_master_enabled=OFF\nrpl_semi_sync_slave_enabled={m}\n\
                  rpl_semi_sync_master_timeout={timeout}\nrpl_semi_sync_master_wait_point=AFTER_SYNC\n",
                 m = on(semi.is_some())
             );
@@ -101,7 +105,7 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
             if semi.is_some() {
                 cnf += &format!(
                     "plugin_load_add=semisync_source.so\nplugin_load_add=semisync_replica.so\n\
-                     rpl_semi_sync_source_enabled=ON\nrpl_semi_sync_replica_enabled=ON\n\
+                     rpl_semi_sync_source_enabled=OFF\nrpl_semi_sync_replica_enabled=ON\n\
                      rpl_semi_sync_source_timeout={timeout}\nrpl_semi_sync_source_wait_point=AFTER_SYNC\n"
                 );
             }
@@ -162,7 +166,11 @@ mod tests {
             timeout_ms: None,
         });
         let cnf = my_cnf(&s);
-        assert!(cnf.contains("rpl_semi_sync_master_enabled=ON"));
+        assert!(
+            cnf.contains("rpl_semi_sync_master_enabled=OFF"),
+            "korc enables it on the primary"
+        );
+        assert!(cnf.contains("rpl_semi_sync_slave_enabled=ON"));
         assert!(cnf.contains("rpl_semi_sync_master_timeout=4294967295"));
         let mut m = spec("mysql:8.4");
         m.semi_sync = Some(SemiSyncSpec {

@@ -224,6 +224,15 @@ impl Dialect {
         }
     }
 
+    /// Turns the source (master) side of semi-sync on or off.
+    pub fn set_semi_sync_source(&self, enabled: bool) -> String {
+        let name = match self.flavor {
+            Flavor::Mariadb => "rpl_semi_sync_master_enabled",
+            Flavor::Mysql => "rpl_semi_sync_source_enabled",
+        };
+        format!("SET GLOBAL {name} = {}", u8::from(enabled))
+    }
+
     /// A query that waits until the instance has applied `position` or `timeout_secs`
     /// passed. Returns a single integer: see [`Dialect::wait_succeeded`].
     pub fn wait_for_position(&self, position: &str, timeout_secs: f64) -> String {
