@@ -284,15 +284,16 @@ pub fn analyze(instances: &[Instance], policy: &Policy, now_ms: u64) -> Vec<Anal
         .filter(|&i| instances[i].reachable && instances[i].is_writable())
         .collect();
     let primary = view.primary();
+    let errant = errant_transactions(&view);
     let mut out: Vec<Analysis> = Vec::new();
     for i in 0..instances.len() {
         let inst = &instances[i];
         let analysed_as_source =
             inst.is_master() || !view.replicas_of(i).is_empty() || view.is_co_master(i);
-        let mut a = source_analysis(&view, i, policy, now_ms);
+        let mut a = source_analysis(&view, i, policy, now_ms, &errant);
         if a.code == AnalysisCode::NoProblem && !analysed_as_source {
             // A plain replica with no problem of orchestrator's kind: korc's checks.
-            a = replica_analysis(&view, i, policy, now_ms, a);
+            a = replica_analysis(&view, i, policy, now_ms, &errant, a);
         }
         if a.code == AnalysisCode::FirstTierReplicaFailingToConnectToMaster
             && view.source_of(i).is_some_and(|s| !instances[s].reachable)
@@ -321,6 +322,26 @@ pub fn analyze(instances: &[Instance], policy: &Policy, now_ms: u64) -> Vec<Anal
     out
 }
 
+/// Per instance, the errant transactions it holds against its source, when both are
+/// reachable and it has any. Every GTID history is parsed once, so a cluster of n
+/// instances costs n parses and n subtractions, however large the sets.
+fn errant_transactions(view: &ClusterView<'_>) -> Vec<Option<String>> {
+    let instances = view.instances;
+    let histories: Vec<_> = instances
+        .iter()
+        .map(|i| i.reachable.then(|| i.gtid_history()).flatten())
+        .collect();
+    (0..instances.len())
+        .map(|r| {
+            let s = view.source_of(r)?;
+            histories[r]
+                .as_ref()?
+                .errant_against(histories[s].as_ref()?)
+                .filter(|e| !e.is_empty())
+        })
+        .collect()
+}
+
 fn actionable(a: &Analysis, policy: &Policy) -> bool {
     use AnalysisCode::*;
     let enabled = match a.code {
@@ -330,7 +351,13 @@ fn actionable(a: &Analysis, policy: &Policy) -> bool {
     enabled && !a.skippable_due_to_downtime
 }
 
-fn source_analysis(view: &ClusterView<'_>, i: usize, policy: &Policy, now_ms: u64) -> Analysis {
+fn source_analysis(
+    view: &ClusterView<'_>,
+    i: usize,
+    policy: &Policy,
+    now_ms: u64,
+    errant: &[Option<String>],
+) -> Analysis {
     use AnalysisCode::*;
     let m = &view.instances[i];
     let replicas: Vec<&Instance> = view
@@ -461,7 +488,7 @@ fn source_analysis(view: &ClusterView<'_>, i: usize, policy: &Policy, now_ms: u6
         last_check_partial_success: ps,
         evidence: ev,
         replicas: replicas.iter().map(|r| r.key.clone()).collect(),
-        structure_warnings: structure_warnings(view, i, &replicas, policy, now_ms),
+        structure_warnings: structure_warnings(view, i, &replicas, policy, now_ms, errant),
         errant_gtids: None,
     }
 }
@@ -491,6 +518,7 @@ fn structure_warnings(
     replicas: &[&Instance],
     policy: &Policy,
     now_ms: u64,
+    errant: &[Option<String>],
 ) -> Vec<StructureWarning> {
     use StructureWarning::*;
     let m = &view.instances[i];
@@ -550,9 +578,10 @@ fn structure_warnings(
         w.push(DifferentGTIDModes);
     }
     if m.reachable
-        && valid.iter().any(|r| {
-            !policy.is_downtimed(&r.key, now_ms) && r.errant_gtids(m).is_some_and(|e| !e.is_empty())
-        })
+        && view
+            .replicas_of(i)
+            .iter()
+            .any(|&r| !policy.is_downtimed(&view.instances[r].key, now_ms) && errant[r].is_some())
     {
         w.push(ErrantGTID);
     }
@@ -573,6 +602,7 @@ fn replica_analysis(
     i: usize,
     policy: &Policy,
     now_ms: u64,
+    errant: &[Option<String>],
     mut a: Analysis,
 ) -> Analysis {
     use AnalysisCode::*;
@@ -586,10 +616,7 @@ fn replica_analysis(
     let Some(rep) = r.replication.as_ref().filter(|_| r.reachable) else {
         return a;
     };
-    let errant = source
-        .filter(|s| s.reachable)
-        .and_then(|s| r.errant_gtids(s))
-        .filter(|e| !e.is_empty());
+    let errant = errant[i].clone();
     let mut findings = Vec::new();
     if errant.is_some() {
         findings.push(ErrantGTIDDetected);

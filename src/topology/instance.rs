@@ -3,7 +3,7 @@
 //! This is the `instances` document of `korc analyze --output json` and of the state
 //! file, so field names are part of korc's stable JSON interface.
 
-use super::gtid::{GtidPosition, MariaDbBinlogState, MariaDbPosition, MysqlGtidSet};
+use super::gtid::{GtidHistory, GtidPosition, MariaDbBinlogState, MariaDbPosition, MysqlGtidSet};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -445,27 +445,21 @@ impl Instance {
         }
     }
 
+    /// Every transaction this instance wrote or applied, parsed for errant-transaction
+    /// detection. None when it cannot be told (unknown flavor, unparsable GTIDs).
+    pub fn gtid_history(&self) -> Option<GtidHistory> {
+        Some(match self.flavor? {
+            Flavor::Mariadb => {
+                GtidHistory::MariaDb(MariaDbBinlogState::parse(&self.gtid.binlog_state).ok()?)
+            }
+            Flavor::Mysql => GtidHistory::Mysql(MysqlGtidSet::parse(&self.gtid.executed).ok()?),
+        })
+    }
+
     /// Transactions this instance holds that `source` does not: errant transactions.
     /// None when it cannot be told (unknown flavor, unparsable GTIDs).
     pub fn errant_gtids(&self, source: &Instance) -> Option<String> {
-        match (self.flavor?, source.flavor?) {
-            (Flavor::Mariadb, Flavor::Mariadb) => {
-                let own = MariaDbBinlogState::parse(&self.gtid.binlog_state).ok()?;
-                let theirs = MariaDbBinlogState::parse(&source.gtid.binlog_state).ok()?;
-                let errant: Vec<String> = own
-                    .errant_against(&theirs)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                Some(errant.join(","))
-            }
-            (Flavor::Mysql, Flavor::Mysql) => {
-                let own = MysqlGtidSet::parse(&self.gtid.executed).ok()?;
-                let theirs = MysqlGtidSet::parse(&source.gtid.executed).ok()?;
-                Some(own.subtract(&theirs).to_string())
-            }
-            _ => None,
-        }
+        self.gtid_history()?.errant_against(&source.gtid_history()?)
     }
 }
 
