@@ -225,7 +225,7 @@ pub enum StructureWarning {
 
 /// The counts behind an analysis (orchestrator's evidence).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Evidence {
     /// Direct replicas.
     pub replicas: u32,
@@ -245,7 +245,7 @@ pub struct Evidence {
 
 /// The analysis of one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Analysis {
     /// Analysis code.
     pub code: AnalysisCode,
