@@ -6,10 +6,15 @@
 //! semi-synchronous replication only.
 //!
 //! Deliberate differences from orchestrator, each marked `korc:` below:
-//! - replicas get analyses of their own for problems orchestrator ignores:
-//!   `ErrantGTIDDetected`, `ReplicationBroken`, `ReplicationStopped`,
-//!   `ConnectedToWrongSource`, `ReplicaIsWritable`, `UnreachableReplica`, and
-//!   `SplitBrain` for a second writable master;
+//! - replicas, intermediate masters included, get analyses of their own for problems
+//!   orchestrator ignores: `ErrantGTIDDetected`, `ReplicationBroken`,
+//!   `ReplicationStopped`, `ConnectedToWrongSource`, `ReplicaIsWritable`,
+//!   `UnreachableReplica`, and `SplitBrain` for a second writable master;
+//! - structures orchestrator's rules do not see are reported: a cluster whose topmost
+//!   instance replicates from outside it (`ClusterReplicatesFromOutside`), a reachable
+//!   read-only instance replicating from nothing beside a writable primary
+//!   (`DetachedReplica`, not a second master), and replicas replicating from each
+//!   other in a ring beside a writable primary (`ReplicationRing`, not co-masters);
 //! - a semi-sync master is `LockedSemiSyncMaster` as soon as a session is waiting for an
 //!   acknowledgement (`Rpl_semi_sync_master_wait_sessions`), without orchestrator's
 //!   wait for stale binlog coordinates;
@@ -71,6 +76,15 @@ pub enum AnalysisCode {
     UnreachableReplica,
     /// korc: a second master accepts writes besides the primary.
     SplitBrain,
+    /// korc: the cluster has no master of its own: its topmost instance replicates
+    /// from an address outside the cluster.
+    ClusterReplicatesFromOutside,
+    /// korc: a reachable, read-only instance replicates from nothing while the
+    /// cluster has a writable primary.
+    DetachedReplica,
+    /// korc: instances replicate from each other in a ring while the cluster has a
+    /// writable primary elsewhere.
+    ReplicationRing,
 }
 
 impl AnalysisCode {
@@ -190,10 +204,21 @@ impl AnalysisCode {
             }
             ReplicationBroken => "Replica's replication stopped with an error",
             ReplicationStopped => "Replica's replication is stopped",
-            ConnectedToWrongSource => "Replica replicates from an instance outside the cluster",
+            ConnectedToWrongSource => {
+                "Replica replicates from an instance outside the cluster, which has a master of its own"
+            }
             ReplicaIsWritable => "Replica is not read-only",
             UnreachableReplica => "Replica cannot be reached",
             SplitBrain => "More than one master accepts writes",
+            ClusterReplicatesFromOutside => {
+                "The cluster's topmost instance replicates from an instance outside the cluster"
+            }
+            DetachedReplica => {
+                "Instance replicates from nothing while the cluster has a writable primary"
+            }
+            ReplicationRing => {
+                "Instances replicate from each other in a ring, cut off from the writable primary"
+            }
         }
     }
 }
@@ -279,11 +304,13 @@ pub struct Analysis {
 /// Analyses a cluster: one entry per master, co-master and intermediate master, and
 /// one per replica with a problem of its own. `now_ms` judges downtime expiry.
 pub fn analyze(instances: &[Instance], policy: &Policy, now_ms: u64) -> Vec<Analysis> {
+    use AnalysisCode::*;
     let view = ClusterView::new(instances);
     let writable: Vec<usize> = (0..instances.len())
         .filter(|&i| instances[i].reachable && instances[i].is_writable())
         .collect();
     let primary = view.primary();
+    let writable_primary = primary.filter(|p| writable.contains(p));
     let errant = errant_transactions(&view);
     let mut out: Vec<Analysis> = Vec::new();
     for i in 0..instances.len() {
@@ -291,11 +318,31 @@ pub fn analyze(instances: &[Instance], policy: &Policy, now_ms: u64) -> Vec<Anal
         let analysed_as_source =
             inst.is_master() || !view.replicas_of(i).is_empty() || view.is_co_master(i);
         let mut a = source_analysis(&view, i, policy, now_ms, &errant);
-        if a.code == AnalysisCode::NoProblem && !analysed_as_source {
-            // A plain replica with no problem of orchestrator's kind: korc's checks.
+        let in_ring = view.is_in_ring(i);
+        if in_ring && writable_primary.is_some() {
+            // korc: co-master and intermediate-master rules assume the ring is the
+            // cluster's top; beside a writable primary it is a ring of lost replicas.
+            a.code = ReplicationRing;
+            a.skippable_due_to_downtime = policy.is_downtimed(&inst.key, now_ms);
+        } else if a.code == NoProblem && (!analysed_as_source || (!inst.is_master() && !in_ring)) {
+            // A replica, intermediate masters included, with no problem of
+            // orchestrator's kind: korc's checks.
             a = replica_analysis(&view, i, policy, now_ms, &errant, a);
+        } else if a.code == NoProblem
+            && inst.is_master()
+            && inst.reachable
+            && !inst.is_writable()
+            && view.replicas_of(i).is_empty()
+            && writable_primary.is_some_and(|p| p != i)
+        {
+            a.code = DetachedReplica;
+            a.skippable_due_to_downtime = policy.is_downtimed(&inst.key, now_ms);
         }
-        if a.code == AnalysisCode::FirstTierReplicaFailingToConnectToMaster
+        if view.has_foreign_source(i) {
+            a.structure_warnings
+                .push(StructureWarning::ConnectedToWrongSource);
+        }
+        if a.code == FirstTierReplicaFailingToConnectToMaster
             && view.source_of(i).is_some_and(|s| !instances[s].reachable)
         {
             continue; // korc: reported under the dead source's analysis
@@ -306,12 +353,19 @@ pub fn analyze(instances: &[Instance], policy: &Policy, now_ms: u64) -> Vec<Anal
             if inst.is_master()
                 && Some(i) != primary
                 && writable.contains(&i)
-                && a.code == AnalysisCode::NoProblem
+                && a.code == NoProblem
             {
-                a.code = AnalysisCode::SplitBrain;
+                a.code = SplitBrain;
             }
         }
-        if a.code != AnalysisCode::NoProblem || analysed_as_source {
+        if a.code != NoProblem || analysed_as_source {
+            if matches!(
+                a.code,
+                ConnectedToWrongSource | ClusterReplicatesFromOutside
+            ) {
+                a.structure_warnings
+                    .retain(|&w| w != StructureWarning::ConnectedToWrongSource);
+            }
             a.structure_warnings.sort();
             a.structure_warnings.dedup();
             a.description = a.code.description().to_string();
@@ -631,7 +685,13 @@ fn replica_analysis(
         });
     }
     if view.has_foreign_source(i) {
-        findings.push(ConnectedToWrongSource);
+        // Beside a master of the cluster's own, a source outside is the wrong one;
+        // without one, the whole cluster hangs off that outside source.
+        findings.push(if view.primary().is_some() {
+            ConnectedToWrongSource
+        } else {
+            ClusterReplicatesFromOutside
+        });
     }
     if r.is_writable() {
         findings.push(ReplicaIsWritable);
@@ -640,16 +700,11 @@ fn replica_analysis(
         a.code = first;
         a.errant_gtids = errant;
         a.skippable_due_to_downtime = policy.is_downtimed(&r.key, now_ms);
-        for extra in &findings[1..] {
-            match extra {
-                ConnectedToWrongSource => a
-                    .structure_warnings
-                    .push(StructureWarning::ConnectedToWrongSource),
-                ReplicaIsWritable => a
-                    .structure_warnings
-                    .push(StructureWarning::ReplicaIsWritable),
-                _ => {}
-            }
+        // A source outside the cluster is a warning wherever it is not the code
+        // (see `analyze`).
+        if findings[1..].contains(&ReplicaIsWritable) {
+            a.structure_warnings
+                .push(StructureWarning::ReplicaIsWritable);
         }
     }
     a
