@@ -138,7 +138,7 @@ pub struct ClusterArgs {
     #[arg(long = "region", value_name = "KEY=REGION", value_parser = parse_pair::<String>)]
     pub regions: Vec<(InstanceKey, String)>,
     /// Downtime an instance for SECONDS (KEY=SECONDS): recovery of it is suppressed.
-    #[arg(long = "downtime", value_name = "KEY=SECONDS", value_parser = parse_pair::<u64>)]
+    #[arg(long = "downtime", value_name = "KEY=SECONDS", value_parser = parse_downtime)]
     pub downtimes: Vec<(InstanceKey, u64)>,
     /// Never promote a replica in another data center than the failed master's.
     #[arg(long)]
@@ -161,8 +161,24 @@ where
     ))
 }
 
+/// `--downtime KEY=SECONDS`, refused when the window's end is beyond what korc's
+/// millisecond clock can hold (it must not wrap round to "not downtimed").
+fn parse_downtime(s: &str) -> std::result::Result<(InstanceKey, u64), String> {
+    let (key, secs) = parse_pair::<u64>(s)?;
+    downtime_until(now_ms(), secs)
+        .map(|_| (key, secs))
+        .ok_or_else(|| format!("a downtime of {secs} seconds is out of range"))
+}
+
+/// When a downtime of `secs` seconds starting at `now_ms` ends; none on overflow.
+fn downtime_until(now_ms: u64, secs: u64) -> Option<u64> {
+    secs.checked_mul(1000)?.checked_add(now_ms)
+}
+
 /// The document `analyze --output json` prints, `--snapshot` reads and `--state` keeps.
+/// Unknown fields are refused, naming the field.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AnalysisDocument {
     /// Probe results.
     pub instances: Vec<Instance>,
@@ -223,8 +239,10 @@ impl ClusterArgs {
             p.instance_mut(k).region = Some(region.clone());
         }
         for (k, secs) in &self.downtimes {
+            let until_ms = downtime_until(now_ms(), *secs)
+                .ok_or_else(|| Error::Invalid(format!("--downtime {k}={secs}: out of range")))?;
             p.instance_mut(k).downtime = Some(Downtime {
-                until_ms: now_ms() + secs * 1000,
+                until_ms,
                 reason: "requested on the command line".into(),
             });
         }
@@ -239,13 +257,29 @@ impl ClusterArgs {
                 "--instances is required: the cluster's instances as host:port,...".into(),
             ));
         }
-        let previous = match &self.state {
-            Some(path) if path.exists() => read_json::<AnalysisDocument>(path)?.instances,
-            _ => Vec::new(),
-        };
+        let previous = self.previous_state();
         let instances = probe_cluster(connector, &self.instances, &previous).await;
         self.save(&instances)?;
         Ok(instances)
+    }
+
+    /// The instances the state file remembers. A state file that cannot be read or
+    /// parsed (truncated by a crash, edited by hand) is reported and ignored: it is
+    /// memory, and losing it must not block a recovery.
+    fn previous_state(&self) -> Vec<Instance> {
+        let Some(path) = &self.state else {
+            return Vec::new();
+        };
+        match read_document(path) {
+            Ok(instances) => instances,
+            Err(Error::File { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Vec::new()
+            }
+            Err(e) => {
+                eprintln!("korc: ignoring the state file: {e}");
+                Vec::new()
+            }
+        }
     }
 
     fn save(&self, instances: &[Instance]) -> Result<()> {
@@ -271,18 +305,59 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// The instances of an `analyze` document, every GTID text checked.
+fn read_document(path: &Path) -> Result<Vec<Instance>> {
+    let doc: AnalysisDocument = read_json(path)?;
+    for inst in &doc.instances {
+        inst.check_gtids()
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    }
+    Ok(doc.instances)
+}
+
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|source| Error::Json {
         context: "state".into(),
         source,
     })?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text + "\n")
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| Error::File {
-            path: path.display().to_string(),
-            source,
+    write_atomically(path, (text + "\n").as_bytes()).map_err(|source| Error::File {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Replaces `path` with `content` so that a crash leaves the old file or the new one,
+/// never a mix: a temporary file in the same directory, fsynced, renamed over `path`,
+/// and the directory fsynced so the rename itself is durable.
+fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    // Unique per writer, so two korc runs sharing a state file never share a temp file.
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(content)?;
+            f.sync_all()
         })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
@@ -342,7 +417,7 @@ pub async fn run(command: Command) -> Result<u8> {
         } => {
             let policy = cluster.policy()?;
             let instances = match &snapshot {
-                Some(path) => read_json::<AnalysisDocument>(path)?.instances,
+                Some(path) => read_document(path)?,
                 None => cluster.probe(&cluster.connector()).await?,
             };
             let analysis = analyze(&instances, &policy, now_ms());
@@ -398,6 +473,83 @@ pub async fn run(command: Command) -> Result<u8> {
             print_json(&record)?;
             cluster.probe(&ctx.connector).await?;
             Ok(exit_code_of(&record))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downtime_ends_are_checked_not_wrapped() {
+        for (now, secs, until) in [
+            (1_000, 60, Some(61_000)),
+            (0, u64::MAX / 1000, Some(u64::MAX / 1000 * 1000)),
+            (1, u64::MAX / 1000 + 1, None),
+            (u64::MAX - 999, 1, None),
+            (1_795_430_000_000, u64::MAX, None),
+        ] {
+            assert_eq!(downtime_until(now, secs), until, "{now} + {secs}s");
+        }
+        assert!(parse_downtime("a:1=600").is_ok());
+        let e = parse_downtime("a:1=18446744073709551615").unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomically(&path, b"first").unwrap();
+        write_atomically(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn a_failed_atomic_write_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a non-empty directory: the rename fails after the temporary
+        // file was written, which must then be cleaned up.
+        let path = dir.path().join("state.json");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), b"old").unwrap();
+        assert!(write_atomically(&path, b"new").is_err());
+        assert_eq!(std::fs::read(path.join("keep")).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn documents_korc_writes_are_read_back_and_unknown_fields_refused() {
+        let mut inst = Instance::unknown("a:1".parse().unwrap());
+        inst.reachable = true;
+        inst.replication = Some(Default::default());
+        let analysis = analyze(std::slice::from_ref(&inst), &Policy::default(), 0);
+        let doc = AnalysisDocument {
+            instances: vec![inst],
+            analysis,
+        };
+        let text = serde_json::to_string(&doc).unwrap();
+        let back: AnalysisDocument = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.instances, doc.instances);
+        assert_eq!(back.analysis, doc.analysis);
+        for (from, to) in [
+            ("\"instances\"", "\"instance\""),
+            ("\"reachable\"", "\"reached\""),
+            ("\"sourceHost\"", "\"masterHost\""),
+            ("\"evidence\":{", "\"evidence\":{\"extra\":1,"),
+        ] {
+            let bad = text.replacen(from, to, 1);
+            assert_ne!(bad, text, "{from}");
+            let e = serde_json::from_str::<AnalysisDocument>(&bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("unknown field"), "{to}: {e}");
         }
     }
 }

@@ -317,3 +317,129 @@ fn snapshot_replays_offline_and_state_remembers_roles() {
         "replay gives the same analysis"
     );
 }
+
+#[test]
+fn sources_outside_the_cluster_are_reported() {
+    let sb = Sandbox::replication(4);
+    let [p, a, b, x] = [
+        &sb.servers[0],
+        &sb.servers[1],
+        &sb.servers[2],
+        &sb.servers[3],
+    ];
+    // b replicates from a. Handed only a and b, korc sees a cluster whose top, a,
+    // replicates from p outside it.
+    b.sql("STOP SLAVE");
+    b.replicate_from(a);
+    b.wait_caught_up(a);
+    let (code, doc) = korc_json(&[
+        "analyze",
+        "--instances",
+        &format!("{},{}", a.key(), b.key()),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(
+        code_of(&doc, &a.key()).as_deref(),
+        Some("ClusterReplicatesFromOutside"),
+        "{doc:#}"
+    );
+
+    // The cluster is p, a and b; a (with b under it) replicates from x, outside it.
+    a.sql("STOP SLAVE");
+    a.replicate_from(x);
+    a.wait_caught_up(x);
+    let (code, doc) = korc_json(&[
+        "analyze",
+        "--instances",
+        &format!("{},{},{}", p.key(), a.key(), b.key()),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(
+        code_of(&doc, &a.key()).as_deref(),
+        Some("ConnectedToWrongSource"),
+        "{doc:#}"
+    );
+    assert_eq!(code_of(&doc, &p.key()).as_deref(), Some("NoProblem"));
+}
+
+#[test]
+fn replica_reset_to_replicate_from_nothing_is_a_detached_replica() {
+    let sb = Sandbox::replication(3);
+    let (p, c) = (&sb.servers[0], &sb.servers[2]);
+    c.sql("STOP SLAVE; RESET SLAVE ALL");
+    let (code, doc) = analyze(&sb);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(
+        code_of(&doc, &c.key()).as_deref(),
+        Some("DetachedReplica"),
+        "{doc:#}"
+    );
+    assert_eq!(code_of(&doc, &p.key()).as_deref(), Some("NoProblem"));
+}
+
+#[test]
+fn intermediate_master_with_an_errant_write_is_errant_gtid_detected() {
+    let sb = Sandbox::replication(3);
+    let [p, im, r] = [&sb.servers[0], &sb.servers[1], &sb.servers[2]];
+    r.sql("STOP SLAVE");
+    r.replicate_from(im);
+    r.wait_caught_up(im);
+    im.sql("INSERT INTO test.t (v) VALUES ('errant on the intermediate master')");
+    r.wait_caught_up(im);
+    let (code, doc) = analyze(&sb);
+    assert_eq!(code, 3, "{doc:#}");
+    assert_eq!(
+        code_of(&doc, &im.key()).as_deref(),
+        Some("ErrantGTIDDetected"),
+        "{doc:#}"
+    );
+    let entry = |key: String| {
+        doc["analysis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["instance"] == key)
+            .cloned()
+    };
+    let errant = entry(im.key()).unwrap()["errantGtids"].clone();
+    assert!(
+        errant
+            .as_str()
+            .is_some_and(|e| e.starts_with(&format!("0-{}-", im.server_id))),
+        "{errant}"
+    );
+    let primary = entry(p.key()).unwrap();
+    assert!(
+        primary["structureWarnings"]
+            .as_array()
+            .unwrap()
+            .contains(&"ErrantGTID".into()),
+        "{primary:#}"
+    );
+    // Its replica has nothing its own source lacks.
+    assert_eq!(code_of(&doc, &r.key()), None, "{doc:#}");
+}
+
+#[test]
+fn replicas_replicating_from_each_other_beside_the_primary_are_a_ring() {
+    let sb = Sandbox::replication(4);
+    let [p, a, b] = [&sb.servers[0], &sb.servers[1], &sb.servers[2]];
+    a.sql("STOP SLAVE");
+    b.sql("STOP SLAVE");
+    a.replicate_from(b);
+    b.replicate_from(a);
+    let (code, doc) = analyze(&sb);
+    assert_eq!(code, 3, "{doc:#}");
+    for s in [a, b] {
+        assert_eq!(
+            code_of(&doc, &s.key()).as_deref(),
+            Some("ReplicationRing"),
+            "{doc:#}"
+        );
+    }
+    assert_eq!(code_of(&doc, &p.key()).as_deref(), Some("NoProblem"));
+}

@@ -6,10 +6,15 @@
 //! semi-synchronous replication only.
 //!
 //! Deliberate differences from orchestrator, each marked `korc:` below:
-//! - replicas get analyses of their own for problems orchestrator ignores:
-//!   `ErrantGTIDDetected`, `ReplicationBroken`, `ReplicationStopped`,
-//!   `ConnectedToWrongSource`, `ReplicaIsWritable`, `UnreachableReplica`, and
-//!   `SplitBrain` for a second writable master;
+//! - replicas, intermediate masters included, get analyses of their own for problems
+//!   orchestrator ignores: `ErrantGTIDDetected`, `ReplicationBroken`,
+//!   `ReplicationStopped`, `ConnectedToWrongSource`, `ReplicaIsWritable`,
+//!   `UnreachableReplica`, and `SplitBrain` for a second writable master;
+//! - structures orchestrator's rules do not see are reported: a cluster whose topmost
+//!   instance replicates from outside it (`ClusterReplicatesFromOutside`), a reachable
+//!   read-only instance replicating from nothing beside a writable primary
+//!   (`DetachedReplica`, not a second master), and replicas replicating from each
+//!   other in a ring beside a writable primary (`ReplicationRing`, not co-masters);
 //! - a semi-sync master is `LockedSemiSyncMaster` as soon as a session is waiting for an
 //!   acknowledgement (`Rpl_semi_sync_master_wait_sessions`), without orchestrator's
 //!   wait for stale binlog coordinates;
@@ -71,6 +76,15 @@ pub enum AnalysisCode {
     UnreachableReplica,
     /// korc: a second master accepts writes besides the primary.
     SplitBrain,
+    /// korc: the cluster has no master of its own: its topmost instance replicates
+    /// from an address outside the cluster.
+    ClusterReplicatesFromOutside,
+    /// korc: a reachable, read-only instance replicates from nothing while the
+    /// cluster has a writable primary.
+    DetachedReplica,
+    /// korc: instances replicate from each other in a ring while the cluster has a
+    /// writable primary elsewhere.
+    ReplicationRing,
 }
 
 impl AnalysisCode {
@@ -190,10 +204,21 @@ impl AnalysisCode {
             }
             ReplicationBroken => "Replica's replication stopped with an error",
             ReplicationStopped => "Replica's replication is stopped",
-            ConnectedToWrongSource => "Replica replicates from an instance outside the cluster",
+            ConnectedToWrongSource => {
+                "Replica replicates from an instance outside the cluster, which has a master of its own"
+            }
             ReplicaIsWritable => "Replica is not read-only",
             UnreachableReplica => "Replica cannot be reached",
             SplitBrain => "More than one master accepts writes",
+            ClusterReplicatesFromOutside => {
+                "The cluster's topmost instance replicates from an instance outside the cluster"
+            }
+            DetachedReplica => {
+                "Instance replicates from nothing while the cluster has a writable primary"
+            }
+            ReplicationRing => {
+                "Instances replicate from each other in a ring, cut off from the writable primary"
+            }
         }
     }
 }
@@ -225,7 +250,7 @@ pub enum StructureWarning {
 
 /// The counts behind an analysis (orchestrator's evidence).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Evidence {
     /// Direct replicas.
     pub replicas: u32,
@@ -245,7 +270,7 @@ pub struct Evidence {
 
 /// The analysis of one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Analysis {
     /// Analysis code.
     pub code: AnalysisCode,
@@ -279,22 +304,45 @@ pub struct Analysis {
 /// Analyses a cluster: one entry per master, co-master and intermediate master, and
 /// one per replica with a problem of its own. `now_ms` judges downtime expiry.
 pub fn analyze(instances: &[Instance], policy: &Policy, now_ms: u64) -> Vec<Analysis> {
+    use AnalysisCode::*;
     let view = ClusterView::new(instances);
     let writable: Vec<usize> = (0..instances.len())
         .filter(|&i| instances[i].reachable && instances[i].is_writable())
         .collect();
     let primary = view.primary();
+    let writable_primary = primary.filter(|p| writable.contains(p));
+    let errant = errant_transactions(&view);
     let mut out: Vec<Analysis> = Vec::new();
     for i in 0..instances.len() {
         let inst = &instances[i];
         let analysed_as_source =
             inst.is_master() || !view.replicas_of(i).is_empty() || view.is_co_master(i);
-        let mut a = source_analysis(&view, i, policy, now_ms);
-        if a.code == AnalysisCode::NoProblem && !analysed_as_source {
-            // A plain replica with no problem of orchestrator's kind: korc's checks.
-            a = replica_analysis(&view, i, policy, now_ms, a);
+        let mut a = source_analysis(&view, i, policy, now_ms, &errant);
+        let in_ring = view.is_in_ring(i);
+        if in_ring && writable_primary.is_some() {
+            // korc: co-master and intermediate-master rules assume the ring is the
+            // cluster's top; beside a writable primary it is a ring of lost replicas.
+            a.code = ReplicationRing;
+            a.skippable_due_to_downtime = policy.is_downtimed(&inst.key, now_ms);
+        } else if a.code == NoProblem && (!analysed_as_source || (!inst.is_master() && !in_ring)) {
+            // A replica, intermediate masters included, with no problem of
+            // orchestrator's kind: korc's checks.
+            a = replica_analysis(&view, i, policy, now_ms, &errant, a);
+        } else if a.code == NoProblem
+            && inst.is_master()
+            && inst.reachable
+            && !inst.is_writable()
+            && view.replicas_of(i).is_empty()
+            && writable_primary.is_some_and(|p| p != i)
+        {
+            a.code = DetachedReplica;
+            a.skippable_due_to_downtime = policy.is_downtimed(&inst.key, now_ms);
         }
-        if a.code == AnalysisCode::FirstTierReplicaFailingToConnectToMaster
+        if view.has_foreign_source(i) {
+            a.structure_warnings
+                .push(StructureWarning::ConnectedToWrongSource);
+        }
+        if a.code == FirstTierReplicaFailingToConnectToMaster
             && view.source_of(i).is_some_and(|s| !instances[s].reachable)
         {
             continue; // korc: reported under the dead source's analysis
@@ -305,12 +353,19 @@ pub fn analyze(instances: &[Instance], policy: &Policy, now_ms: u64) -> Vec<Anal
             if inst.is_master()
                 && Some(i) != primary
                 && writable.contains(&i)
-                && a.code == AnalysisCode::NoProblem
+                && a.code == NoProblem
             {
-                a.code = AnalysisCode::SplitBrain;
+                a.code = SplitBrain;
             }
         }
-        if a.code != AnalysisCode::NoProblem || analysed_as_source {
+        if a.code != NoProblem || analysed_as_source {
+            if matches!(
+                a.code,
+                ConnectedToWrongSource | ClusterReplicatesFromOutside
+            ) {
+                a.structure_warnings
+                    .retain(|&w| w != StructureWarning::ConnectedToWrongSource);
+            }
             a.structure_warnings.sort();
             a.structure_warnings.dedup();
             a.description = a.code.description().to_string();
@@ -319,6 +374,26 @@ pub fn analyze(instances: &[Instance], policy: &Policy, now_ms: u64) -> Vec<Anal
         }
     }
     out
+}
+
+/// Per instance, the errant transactions it holds against its source, when both are
+/// reachable and it has any. Every GTID history is parsed once, so a cluster of n
+/// instances costs n parses and n subtractions, however large the sets.
+fn errant_transactions(view: &ClusterView<'_>) -> Vec<Option<String>> {
+    let instances = view.instances;
+    let histories: Vec<_> = instances
+        .iter()
+        .map(|i| i.reachable.then(|| i.gtid_history()).flatten())
+        .collect();
+    (0..instances.len())
+        .map(|r| {
+            let s = view.source_of(r)?;
+            histories[r]
+                .as_ref()?
+                .errant_against(histories[s].as_ref()?)
+                .filter(|e| !e.is_empty())
+        })
+        .collect()
 }
 
 fn actionable(a: &Analysis, policy: &Policy) -> bool {
@@ -330,7 +405,13 @@ fn actionable(a: &Analysis, policy: &Policy) -> bool {
     enabled && !a.skippable_due_to_downtime
 }
 
-fn source_analysis(view: &ClusterView<'_>, i: usize, policy: &Policy, now_ms: u64) -> Analysis {
+fn source_analysis(
+    view: &ClusterView<'_>,
+    i: usize,
+    policy: &Policy,
+    now_ms: u64,
+    errant: &[Option<String>],
+) -> Analysis {
     use AnalysisCode::*;
     let m = &view.instances[i];
     let replicas: Vec<&Instance> = view
@@ -461,7 +542,7 @@ fn source_analysis(view: &ClusterView<'_>, i: usize, policy: &Policy, now_ms: u6
         last_check_partial_success: ps,
         evidence: ev,
         replicas: replicas.iter().map(|r| r.key.clone()).collect(),
-        structure_warnings: structure_warnings(view, i, &replicas, policy, now_ms),
+        structure_warnings: structure_warnings(view, i, &replicas, policy, now_ms, errant),
         errant_gtids: None,
     }
 }
@@ -491,6 +572,7 @@ fn structure_warnings(
     replicas: &[&Instance],
     policy: &Policy,
     now_ms: u64,
+    errant: &[Option<String>],
 ) -> Vec<StructureWarning> {
     use StructureWarning::*;
     let m = &view.instances[i];
@@ -550,9 +632,10 @@ fn structure_warnings(
         w.push(DifferentGTIDModes);
     }
     if m.reachable
-        && valid.iter().any(|r| {
-            !policy.is_downtimed(&r.key, now_ms) && r.errant_gtids(m).is_some_and(|e| !e.is_empty())
-        })
+        && view
+            .replicas_of(i)
+            .iter()
+            .any(|&r| !policy.is_downtimed(&view.instances[r].key, now_ms) && errant[r].is_some())
     {
         w.push(ErrantGTID);
     }
@@ -573,6 +656,7 @@ fn replica_analysis(
     i: usize,
     policy: &Policy,
     now_ms: u64,
+    errant: &[Option<String>],
     mut a: Analysis,
 ) -> Analysis {
     use AnalysisCode::*;
@@ -586,10 +670,7 @@ fn replica_analysis(
     let Some(rep) = r.replication.as_ref().filter(|_| r.reachable) else {
         return a;
     };
-    let errant = source
-        .filter(|s| s.reachable)
-        .and_then(|s| r.errant_gtids(s))
-        .filter(|e| !e.is_empty());
+    let errant = errant[i].clone();
     let mut findings = Vec::new();
     if errant.is_some() {
         findings.push(ErrantGTIDDetected);
@@ -604,7 +685,13 @@ fn replica_analysis(
         });
     }
     if view.has_foreign_source(i) {
-        findings.push(ConnectedToWrongSource);
+        // Beside a master of the cluster's own, a source outside is the wrong one;
+        // without one, the whole cluster hangs off that outside source.
+        findings.push(if view.primary().is_some() {
+            ConnectedToWrongSource
+        } else {
+            ClusterReplicatesFromOutside
+        });
     }
     if r.is_writable() {
         findings.push(ReplicaIsWritable);
@@ -613,16 +700,11 @@ fn replica_analysis(
         a.code = first;
         a.errant_gtids = errant;
         a.skippable_due_to_downtime = policy.is_downtimed(&r.key, now_ms);
-        for extra in &findings[1..] {
-            match extra {
-                ConnectedToWrongSource => a
-                    .structure_warnings
-                    .push(StructureWarning::ConnectedToWrongSource),
-                ReplicaIsWritable => a
-                    .structure_warnings
-                    .push(StructureWarning::ReplicaIsWritable),
-                _ => {}
-            }
+        // A source outside the cluster is a warning wherever it is not the code
+        // (see `analyze`).
+        if findings[1..].contains(&ReplicaIsWritable) {
+            a.structure_warnings
+                .push(StructureWarning::ReplicaIsWritable);
         }
     }
     a

@@ -15,6 +15,7 @@ pub struct ClusterView<'a> {
     aliases: HashMap<InstanceKey, usize>,
     source: Vec<Option<usize>>,
     replicas: Vec<Vec<usize>>,
+    in_ring: Vec<bool>,
 }
 
 impl<'a> ClusterView<'a> {
@@ -48,11 +49,13 @@ impl<'a> ClusterView<'a> {
                 replicas[*s].push(i);
             }
         }
+        let in_ring = rings(&source);
         Self {
             instances,
             aliases,
             source,
             replicas,
+            in_ring,
         }
     }
 
@@ -79,6 +82,12 @@ impl<'a> ClusterView<'a> {
     /// orchestrator's co-master: the instance and its source replicate from each other.
     pub fn is_co_master(&self, i: usize) -> bool {
         self.source[i].is_some_and(|s| self.source[s] == Some(i))
+    }
+
+    /// The instance is on a replication ring: following sources from it leads back to
+    /// it (co-masters are a ring of two).
+    pub fn is_in_ring(&self, i: usize) -> bool {
+        self.in_ring[i]
     }
 
     /// Replication depth: 0 for a master, 1 for its direct replicas, and so on.
@@ -116,6 +125,45 @@ impl<'a> ClusterView<'a> {
                 )
             })
     }
+}
+
+/// Marks the instances on a cycle of the source graph. Each instance has at most one
+/// source, so one walk per unvisited instance finds every cycle: O(n) in all.
+fn rings(source: &[Option<usize>]) -> Vec<bool> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Visit {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut visit = vec![Visit::New; source.len()];
+    let mut in_ring = vec![false; source.len()];
+    for start in 0..source.len() {
+        let mut path = Vec::new();
+        let mut at = Some(start);
+        while let Some(i) = at {
+            match visit[i] {
+                Visit::New => {
+                    visit[i] = Visit::OnPath;
+                    path.push(i);
+                    at = source[i];
+                }
+                Visit::OnPath => {
+                    // The walk came back to itself: from i on, the path is a ring.
+                    let from = path.iter().position(|&p| p == i).unwrap_or(path.len());
+                    for &p in &path[from..] {
+                        in_ring[p] = true;
+                    }
+                    break;
+                }
+                Visit::Done => break,
+            }
+        }
+        for p in path {
+            visit[p] = Visit::Done;
+        }
+    }
+    in_ring
 }
 
 /// Gives instances that were never reached the role the others imply: the source that
@@ -197,8 +245,27 @@ mod tests {
         ];
         let v = ClusterView::new(&list);
         assert!(v.is_co_master(0) && v.is_co_master(1));
+        assert!(v.is_in_ring(0) && v.is_in_ring(1) && !v.is_in_ring(2));
         assert!(v.has_foreign_source(2));
         assert_eq!(v.primary(), None);
+    }
+
+    #[test]
+    fn rings_of_any_length_and_what_hangs_off_them() {
+        // m <- a; b -> c -> d -> b (a ring of three); e -> c (a replica of the ring).
+        let list = vec![
+            inst("m:1", None),
+            inst("a:1", Some("m:1")),
+            inst("b:1", Some("d:1")),
+            inst("c:1", Some("b:1")),
+            inst("d:1", Some("c:1")),
+            inst("e:1", Some("c:1")),
+        ];
+        let v = ClusterView::new(&list);
+        let ring: Vec<bool> = (0..list.len()).map(|i| v.is_in_ring(i)).collect();
+        assert_eq!(ring, [false, false, true, true, true, false]);
+        assert!(!v.is_co_master(2), "a ring of three is no co-master pair");
+        assert_eq!(v.primary(), Some(0));
     }
 
     #[test]

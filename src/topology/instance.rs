@@ -3,7 +3,9 @@
 //! This is the `instances` document of `korc analyze --output json` and of the state
 //! file, so field names are part of korc's stable JSON interface.
 
-use super::gtid::{GtidPosition, MariaDbBinlogState, MariaDbPosition, MysqlGtidSet};
+use super::gtid::{
+    GtidHistory, GtidParseError, GtidPosition, MariaDbBinlogState, MariaDbPosition, MysqlGtidSet,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -102,7 +104,7 @@ impl ThreadState {
 
 /// The replica side of an instance (`SHOW REPLICA STATUS`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Replication {
     /// The source host as configured (`Master_Host` / `Source_Host`); orchestrator's
     /// detach marker `//host` means replication was deliberately cut.
@@ -183,7 +185,7 @@ impl Replication {
 
 /// Semi-synchronous replication variables and status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SemiSync {
     /// `rpl_semi_sync_master_enabled` / `rpl_semi_sync_source_enabled`.
     pub master_enabled: bool,
@@ -206,7 +208,7 @@ pub struct SemiSync {
 
 /// GTID variables, as the server reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GtidState {
     /// MySQL `gtid_mode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,10 +236,24 @@ pub struct GtidState {
     pub strict_mode: Option<bool>,
 }
 
+/// A GTID field of an instance document that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{instance}: {field}: {source}")]
+pub struct GtidFieldError {
+    /// The instance.
+    pub instance: InstanceKey,
+    /// The field, as the JSON document names it.
+    pub field: &'static str,
+    /// Why it does not parse.
+    #[source]
+    pub source: GtidParseError,
+}
+
 /// One probe of one instance. An unreachable instance is a valid result: it keeps
-/// the last data seen (if any) with `reachable: false`.
+/// the last data seen (if any) with `reachable: false`. Unknown fields are refused,
+/// naming the field: the document is read back from files people edit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Instance {
     /// Identity: the address replicas use.
     pub key: InstanceKey,
@@ -383,6 +399,46 @@ impl Instance {
         Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
     }
 
+    /// Checks that every GTID text of the instance parses in its format, so that a
+    /// document read from a file cannot pass garbage off as "no transactions".
+    pub fn check_gtids(&self) -> Result<(), GtidFieldError> {
+        let g = &self.gtid;
+        let received = self
+            .replication
+            .as_ref()
+            .map(|r| r.received_gtids.as_str())
+            .unwrap_or_default();
+        type Check = fn(&str) -> Result<(), GtidParseError>;
+        let mariadb: Check = |t| MariaDbPosition::parse(t).map(drop);
+        let mysql: Check = |t| MysqlGtidSet::parse(t).map(drop);
+        let state: Check = |t| MariaDbBinlogState::parse(t).map(drop);
+        let checks: [(&'static str, &str, Check); 7] = [
+            ("gtid.executed", &g.executed, mysql),
+            ("gtid.purged", &g.purged, mysql),
+            ("gtid.binlogPos", &g.binlog_pos, mariadb),
+            ("gtid.currentPos", &g.current_pos, mariadb),
+            ("gtid.slavePos", &g.slave_pos, mariadb),
+            ("gtid.binlogState", &g.binlog_state, state),
+            (
+                "replication.receivedGtids",
+                received,
+                if self.flavor == Some(Flavor::Mysql) {
+                    mysql
+                } else {
+                    mariadb
+                },
+            ),
+        ];
+        for (field, text, parse) in checks {
+            parse(text).map_err(|source| GtidFieldError {
+                instance: self.key.clone(),
+                field,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Transactions this instance has applied.
     pub fn executed_position(&self) -> Option<GtidPosition> {
         match self.flavor? {
@@ -445,27 +501,22 @@ impl Instance {
         }
     }
 
+    /// Every transaction this instance wrote or applied, parsed for errant-transaction
+    /// detection. None when it cannot be told (unknown flavor, unparsable GTIDs: see
+    /// [`Instance::check_gtids`] for why).
+    pub fn gtid_history(&self) -> Option<GtidHistory> {
+        Some(match self.flavor? {
+            Flavor::Mariadb => {
+                GtidHistory::MariaDb(MariaDbBinlogState::parse(&self.gtid.binlog_state).ok()?)
+            }
+            Flavor::Mysql => GtidHistory::Mysql(MysqlGtidSet::parse(&self.gtid.executed).ok()?),
+        })
+    }
+
     /// Transactions this instance holds that `source` does not: errant transactions.
     /// None when it cannot be told (unknown flavor, unparsable GTIDs).
     pub fn errant_gtids(&self, source: &Instance) -> Option<String> {
-        match (self.flavor?, source.flavor?) {
-            (Flavor::Mariadb, Flavor::Mariadb) => {
-                let own = MariaDbBinlogState::parse(&self.gtid.binlog_state).ok()?;
-                let theirs = MariaDbBinlogState::parse(&source.gtid.binlog_state).ok()?;
-                let errant: Vec<String> = own
-                    .errant_against(&theirs)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                Some(errant.join(","))
-            }
-            (Flavor::Mysql, Flavor::Mysql) => {
-                let own = MysqlGtidSet::parse(&self.gtid.executed).ok()?;
-                let theirs = MysqlGtidSet::parse(&source.gtid.executed).ok()?;
-                Some(own.subtract(&theirs).to_string())
-            }
-            _ => None,
-        }
+        self.gtid_history()?.errant_against(&source.gtid_history()?)
     }
 }
 
@@ -517,6 +568,31 @@ mod tests {
         };
         assert!(r.is_detached());
         assert_eq!(r.source(), None);
+    }
+
+    #[test]
+    fn gtid_fields_are_checked_in_their_own_format() {
+        let mut i = Instance::unknown("a:1".parse().unwrap());
+        assert_eq!(i.check_gtids(), Ok(()));
+        i.gtid.current_pos = "0-1-9".into();
+        i.gtid.binlog_state = "0-1-9,0-2-3".into();
+        assert_eq!(i.check_gtids(), Ok(()));
+        i.gtid.executed = "0-1-9".into();
+        let e = i.check_gtids().unwrap_err();
+        assert_eq!(e.field, "gtid.executed");
+        assert!(e.to_string().starts_with("a:1: gtid.executed: "), "{e}");
+        i.gtid.executed.clear();
+        i.flavor = Some(Flavor::Mysql);
+        i.replication = Some(Replication {
+            received_gtids: "0-1-11".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            i.check_gtids().unwrap_err().field,
+            "replication.receivedGtids"
+        );
+        i.flavor = Some(Flavor::Mariadb);
+        assert_eq!(i.check_gtids(), Ok(()));
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl fmt::Display for PromotionRule {
 
 /// A maintenance window: recovery of the instance is suppressed, detection goes on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Downtime {
     /// End of the window (Unix milliseconds).
     pub until_ms: u64,
@@ -84,7 +84,7 @@ pub struct Downtime {
 
 /// Per-instance policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstancePolicy {
     /// Promotion rule.
     #[serde(default)]
@@ -100,9 +100,10 @@ pub struct InstancePolicy {
     pub downtime: Option<Downtime>,
 }
 
-/// Cluster-wide policy. Defaults are orchestrator's.
+/// Cluster-wide policy. Defaults are orchestrator's. A document with a field korc does
+/// not know is refused, naming the field: a misspelt knob must not pass for a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Policy {
     /// Lag above which a replica counts as lagging [ReasonableReplicationLagSeconds].
     pub reasonable_replication_lag_seconds: u64,
@@ -228,6 +229,49 @@ mod tests {
                 .unwrap_err()
                 .contains("must_not")
         );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        for (doc, field) in [
+            (
+                r#"{"reasonableReplicationLagSecond": 5}"#,
+                "reasonableReplicationLagSecond",
+            ),
+            (
+                r#"{"instances": {"a:1": {"promotion": "prefer"}}}"#,
+                "promotion",
+            ),
+            (
+                r#"{"instances": {"a:1": {"downtime": {"untilMs": 1, "reason": "x", "until": 2}}}}"#,
+                "until",
+            ),
+        ] {
+            let e = serde_json::from_str::<Policy>(doc).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("unknown field `{field}`")),
+                "{doc}: {e}"
+            );
+        }
+        let p: Policy = serde_json::from_str(
+            r#"{"recoverNonWriteableMaster": true, "instances": {"a:1": {"promotionRule": "prefer"}}}"#,
+        )
+        .unwrap();
+        assert!(p.recover_non_writeable_master);
+        assert_eq!(p.reasonable_replication_lag_seconds, 10, "defaults kept");
+        let round_trip: Policy = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(round_trip, p);
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused() {
+        for doc in [
+            r#"{"reasonableReplicationLagSeconds": -1}"#,
+            r#"{"relayLogApplyTimeoutMs": 18446744073709551616}"#,
+            r#"{"instances": {"a:99999": {}}}"#,
+        ] {
+            assert!(serde_json::from_str::<Policy>(doc).is_err(), "{doc}");
+        }
     }
 
     #[test]

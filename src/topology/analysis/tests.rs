@@ -426,6 +426,76 @@ fn cases() -> Vec<Case> {
             false,
         ),
         case(
+            "top of the cluster replicating from outside it",
+            vec![r("t:1", "outside:1"), r("a:1", "t:1"), r("b:1", "t:1")],
+            "t:1",
+            ClusterReplicatesFromOutside,
+            false,
+        ),
+        case(
+            "every instance a replica of an outside source",
+            vec![r("a:1", "outside:1"), r("b:1", "outside:1")],
+            "b:1",
+            ClusterReplicatesFromOutside,
+            false,
+        ),
+        case(
+            "intermediate master replicating from outside beside the primary",
+            vec![
+                m("m:1"),
+                r("a:1", "m:1"),
+                r("x:1", "outside:1"),
+                r("y:1", "x:1"),
+            ],
+            "x:1",
+            ConnectedToWrongSource,
+            false,
+        ),
+        case(
+            "read-only instance replicating from nothing beside a writable primary",
+            vec![m("m:1"), r("a:1", "m:1"), node("d:1")],
+            "d:1",
+            DetachedReplica,
+            false,
+        ),
+        case(
+            "intermediate master with errant transactions",
+            vec![
+                m("m:1"),
+                r("i:1", "m:1").binlog_state("0-1-10,0-2-11"),
+                r("a:1", "i:1").binlog_state("0-1-10,0-2-11"),
+            ],
+            "i:1",
+            ErrantGTIDDetected,
+            false,
+        ),
+        case(
+            "intermediate master with a stopped SQL thread",
+            vec![
+                m("m:1"),
+                r("i:1", "m:1").sql(No),
+                r("a:1", "i:1"),
+                r("b:1", "m:1"),
+            ],
+            "i:1",
+            ReplicationStopped,
+            false,
+        ),
+        case(
+            "two replicas replicating from each other beside a writable primary",
+            vec![m("m:1"), r("a:1", "m:1"), r("x:1", "y:1"), r("y:1", "x:1")],
+            "y:1",
+            ReplicationRing,
+            false,
+        ),
+        case(
+            "a ring of three beside a writable primary",
+            vec![m("m:1"), r("x:1", "z:1"), r("y:1", "x:1"), r("z:1", "y:1")],
+            "z:1",
+            ReplicationRing,
+            false,
+        ),
+        case(
             "second writable master",
             vec![m("m:1"), r("a:1", "m:1"), m("old:1")],
             "old:1",
@@ -539,6 +609,9 @@ fn every_code_is_covered_by_a_case() {
         ConnectedToWrongSource,
         ReplicaIsWritable,
         SplitBrain,
+        ClusterReplicatesFromOutside,
+        DetachedReplica,
+        ReplicationRing,
     ] {
         assert!(covered.contains(&code), "no case for {code:?} in {all}");
     }
@@ -635,4 +708,80 @@ fn downtimed_replicas_make_replica_centric_codes_skippable() {
     assert!(a.skippable_due_to_downtime);
     assert_eq!(a.evidence.downtimed_replicas, 2);
     assert!(!analyze(&list, &p, 11)[0].skippable_due_to_downtime);
+}
+
+#[test]
+fn detached_replica_needs_a_writable_primary_beside_it() {
+    let code = |list: &[Instance], key: &str| {
+        analyze(list, &Policy::default(), 0)
+            .into_iter()
+            .find(|a| a.instance.to_string() == key)
+            .map(|a| a.code)
+    };
+    // Two read-only instances replicating from nothing: a cluster being set up, or
+    // one that lost its primary; neither is the detached one.
+    let idle = [node("a:1"), node("b:1")];
+    assert_eq!(code(&idle, "a:1"), Some(NoProblem));
+    assert_eq!(code(&idle, "b:1"), Some(NoProblem));
+    // The primary is dead: the read-only instance may be its successor.
+    let dead = [
+        m("m:1").dead(),
+        r("a:1", "m:1").connect_error(),
+        node("d:1"),
+    ];
+    assert_eq!(code(&dead, "d:1"), Some(NoProblem));
+    // Detached on purpose (orchestrator's `//host` marker) is detached all the same.
+    let mut marked = r("d:1", "m:1");
+    marked.replication.as_mut().unwrap().source_host = "//m".into();
+    let list = [m("m:1"), r("a:1", "m:1"), marked];
+    assert_eq!(code(&list, "d:1"), Some(DetachedReplica));
+    assert_eq!(code(&list, "m:1"), Some(NoProblem));
+}
+
+#[test]
+fn co_masters_without_a_primary_beside_them_keep_orchestrator_codes() {
+    let list = [r("x:1", "y:1"), r("y:1", "x:1").read_only(false)];
+    let out = analyze(&list, &Policy::default(), 0);
+    assert!(out.iter().all(|a| a.code == NoProblem), "{out:#?}");
+}
+
+#[test]
+fn intermediate_master_errant_is_reported_on_it_and_on_its_source() {
+    let list = [
+        m("m:1"),
+        r("i:1", "m:1").binlog_state("0-1-10,0-2-11"),
+        r("a:1", "i:1").binlog_state("0-1-10,0-2-11"),
+    ];
+    let out = analyze(&list, &Policy::default(), 0);
+    let of = |key: &str| out.iter().find(|a| a.instance.to_string() == key).unwrap();
+    assert_eq!(of("i:1").errant_gtids.as_deref(), Some("0-2-11"));
+    assert!(
+        of("m:1")
+            .structure_warnings
+            .contains(&StructureWarning::ErrantGTID)
+    );
+    assert!(
+        out.iter().all(|a| a.instance.to_string() != "a:1"),
+        "a:1 has nothing its source lacks: {out:#?}"
+    );
+}
+
+#[test]
+fn a_source_outside_the_cluster_is_a_warning_under_another_code() {
+    let list = [
+        m("m:1"),
+        r("a:1", "m:1"),
+        r("x:1", "outside:1"),
+        r("y:1", "x:1").sql(No),
+    ];
+    let out = analyze(&list, &Policy::default(), 0);
+    let x = out
+        .iter()
+        .find(|a| a.instance.to_string() == "x:1")
+        .unwrap();
+    assert_eq!(x.code, AllIntermediateMasterReplicasNotReplicating);
+    assert_eq!(
+        x.structure_warnings,
+        vec![StructureWarning::ConnectedToWrongSource]
+    );
 }
