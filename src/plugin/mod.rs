@@ -323,8 +323,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 Output::Text => print!("{}", topology.render()),
                 Output::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&topology)
-                        .map_err(|e| Error::Status(t.qualified(), e))?
+                    serde_json::to_string_pretty(&topology).expect("the tree always serializes")
                 ),
             }
         }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod kubectl_korc;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
