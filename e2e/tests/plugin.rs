@@ -74,8 +74,8 @@ async fn object(api: &Api<MySQLCluster>) -> Value {
 async fn topology_draws_every_instance_under_its_source() {
     let cp = shared().await;
     let client = cp.client().await.unwrap();
-    cluster(&client, "plugin-topology").await;
     let kubectl = Kubectl::new(cp, "plugin-topology", "local").await;
+    cluster(&client, "plugin-topology").await;
 
     let text = kubectl.ok(&["topology", "db"]).await;
     let lines: Vec<&str> = text.lines().collect();
@@ -117,8 +117,8 @@ async fn topology_draws_every_instance_under_its_source() {
 async fn switchover_sets_a_fresh_request_and_waits_for_the_new_primary() {
     let cp = shared().await;
     let client = cp.client().await.unwrap();
-    let api = cluster(&client, "plugin-switchover").await;
     let kubectl = Kubectl::new(cp, "plugin-switchover", "local").await;
+    let api = cluster(&client, "plugin-switchover").await;
 
     let first = kubectl.ok(&["switchover", "db", "--to", "db-1"]).await;
     let first = first.trim();
@@ -215,8 +215,8 @@ async fn switchover_sets_a_fresh_request_and_waits_for_the_new_primary() {
 async fn ack_pause_and_resume_change_the_cluster() {
     let cp = shared().await;
     let client = cp.client().await.unwrap();
-    let api = cluster(&client, "plugin-controls").await;
     let kubectl = Kubectl::new(cp, "plugin-controls", "local").await;
+    let api = cluster(&client, "plugin-controls").await;
 
     let before = Timestamp::now();
     let stdout = kubectl.ok(&["ack", "db"]).await;
@@ -264,14 +264,17 @@ async fn ack_pause_and_resume_change_the_cluster() {
 async fn namespace_context_and_kubeconfig_are_honoured_and_errors_say_where() {
     let cp = shared().await;
     let client = cp.client().await.unwrap();
-    cluster(&client, "plugin-flags").await;
     // The current context points at a server that does not exist.
     let kubectl = Kubectl::new(cp, "default", "elsewhere").await;
+    cluster(&client, "plugin-flags").await;
 
     let stderr = kubectl
         .fails(&["topology", "db", "-n", "plugin-flags"], 1)
         .await;
-    assert!(stderr.contains("kubectl korc: "), "{stderr}");
+    assert!(
+        stderr.starts_with("kubectl korc: reading plugin-flags/db on https://127.0.0.1:1/: "),
+        "{stderr}"
+    );
     let text = kubectl
         .ok(&["topology", "db", "--context", "local", "-n", "plugin-flags"])
         .await;

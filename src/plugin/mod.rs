@@ -187,6 +187,8 @@ impl Error {
 struct Target {
     api: Api<DynamicObject>,
     client: kube::Client,
+    /// The API server's URL, for errors.
+    server: String,
     namespace: String,
     cluster: String,
 }
@@ -195,7 +197,7 @@ impl Connection {
     /// Builds the client as kubectl would: `--kubeconfig`, else `KUBECONFIG` or
     /// `~/.kube/config`, with `--context`; without any kubeconfig, the in-cluster
     /// service account.
-    async fn client(&self) -> Result<(kube::Client, String), Error> {
+    async fn client(&self) -> Result<(kube::Client, String, String), Error> {
         let options = KubeConfigOptions {
             context: self.context.clone(),
             ..Default::default()
@@ -219,12 +221,13 @@ impl Connection {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
+        let server = config.cluster_url.to_string();
         let client = kube::Client::try_from(config).map_err(|e| Error::Config(e.to_string()))?;
-        Ok((client, namespace))
+        Ok((client, namespace, server))
     }
 
     async fn target(&self, cluster: &str) -> Result<Target, Error> {
-        let (client, namespace) = self.client().await?;
+        let (client, namespace, server) = self.client().await?;
         let api = Api::namespaced_with(
             client.clone(),
             &namespace,
@@ -233,6 +236,7 @@ impl Connection {
         Ok(Target {
             api,
             client,
+            server,
             namespace,
             cluster: cluster.into(),
         })
@@ -251,7 +255,7 @@ impl Target {
                 namespace: self.namespace.clone(),
             },
             _ => Error::Api {
-                doing: format!("{doing} {}", self.qualified()),
+                doing: format!("{doing} {} on {}", self.qualified(), self.server),
                 source,
             },
         }
