@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod error;
 pub mod operator;
+pub mod plugin;
 pub mod provisioning;
 pub mod topology;
 

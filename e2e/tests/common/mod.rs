@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod korc;
+pub mod kubectl_korc;
 pub mod workload;
 
 use std::future::Future;
