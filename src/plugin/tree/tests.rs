@@ -231,7 +231,7 @@ fn a_status_with_fields_korc_does_not_know_yet_is_read() {
         "instances": [primary("db-0"), {"name": "db-1", "role": "replica", "reachable": true,
             "promotionRule": "prefer", "source": "db-0", "cloneProgress": 0.5}],
         "switchovers": [{"requestId": "r", "outcome": "recovered"}],
-        "recoveries": [{"id": "x"}],
+        "hooks": [{"id": "x"}],
     }))
     .unwrap();
     let t = Topology::build("shop", "db", false, &s);
