@@ -17,7 +17,7 @@ use super::dialect::ReplicationCredentials;
 use super::instance::{Flavor, Instance, InstanceKey};
 use super::policy::Policy;
 use super::session::Connector;
-use crate::Result;
+use crate::topology::Result;
 use std::time::Duration;
 
 /// What a recovery needs besides the topology.
