@@ -3,9 +3,10 @@
 
 use crate::topology::Result;
 use crate::topology::dialect::ReplicationCredentials;
-use crate::topology::instance::{Flavor, Instance, InstanceKey};
+use crate::topology::dialect::parse_replica_status;
+use crate::topology::instance::{Flavor, Instance, InstanceKey, ThreadState};
 use crate::topology::probe::probe;
-use crate::topology::session::Connector;
+use crate::topology::session::{Connector, Session};
 use std::future::Future;
 use std::time::Duration;
 
@@ -57,17 +58,13 @@ impl Replication for Connector {
         probe(self, key).await
     }
 
-    /// MariaDB discards the relay log when replication starts with both threads
-    /// stopped in GTID mode (orchestrator #1260), so the applier is started first:
-    /// what was received is then applied, not thrown away. A failing applier start (an
-    /// SQL error) is left for the wait to report.
+    /// The applier is started first, while the receiver still runs: what was received
+    /// is then applied, and starting it later is not needed (see [`start_applier`]).
     async fn stop_io(&self, key: &InstanceKey) -> Result<()> {
         let mut s = self.connect(key).await?;
-        let d = s.dialect;
-        s.exec(&format!("{} SQL_THREAD", d.start_replica()))
-            .await
-            .ok();
-        s.exec(&d.stop_replica_io()).await
+        start_applier(&mut s).await?;
+        let stop = s.dialect.stop_replica_io();
+        s.exec(&stop).await
     }
 
     async fn wait_applied(
@@ -77,12 +74,9 @@ impl Replication for Connector {
         timeout: Duration,
     ) -> Result<bool> {
         let mut s = self.connect(key).await?;
+        // The wait functions only advance while the applier runs.
+        start_applier(&mut s).await?;
         let d = s.dialect;
-        // The wait functions only advance while the applier runs; on an instance that
-        // is no replica the statement fails harmlessly.
-        s.exec(&format!("{} SQL_THREAD", d.start_replica()))
-            .await
-            .ok();
         let margin = Duration::from_secs(1);
         let rows = s
             .rows_within(
@@ -145,6 +139,29 @@ impl Replication for Connector {
         s.exec(&d.stop_replica()).await?;
         s.exec(&d.detach_source(&from.host, from.port)).await
     }
+}
+
+/// Starts the applier of a replica whose applier is stopped, where that cannot cost
+/// received transactions. MariaDB throws the relay log away and fetches again from its
+/// applied position when a replication thread starts while both are stopped in GTID
+/// mode (orchestrator #1260): there the applier is started only while the receiver
+/// still runs. A replica left with both threads stopped keeps its relay log, and a wait
+/// on it reports that nothing is applied. An applier that fails to start (an SQL
+/// error) is left for the wait to report.
+async fn start_applier(s: &mut Session) -> Result<()> {
+    let d = s.dialect;
+    let status = s.rows(d.replica_status_query()).await?;
+    let Some(r) = status.first().map(parse_replica_status) else {
+        return Ok(()); // no replica
+    };
+    let receiving = r.io_running != ThreadState::No;
+    if r.sql_running == ThreadState::Yes || (d.flavor == Flavor::Mariadb && !receiving) {
+        return Ok(());
+    }
+    s.exec(&format!("{} SQL_THREAD", d.start_replica()))
+        .await
+        .ok();
+    Ok(())
 }
 
 /// Points an instance at `source` with GTID auto-positioning and starts replication.
