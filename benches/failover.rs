@@ -13,7 +13,7 @@ use korc::topology::dialect::ReplicationCredentials;
 use korc::topology::instance::{Flavor, Instance, InstanceKey, Replication, ThreadState};
 use korc::topology::policy::Policy;
 use korc::topology::probe::{now_ms, probe_cluster};
-use korc::topology::recovery::{Outcome, RecoveryContext, recover};
+use korc::topology::recovery::{Outcome, RecoveryContext, Unguarded, recover};
 use korc::topology::session::{Connector, Credentials};
 use mysql_async::prelude::Queryable;
 use std::time::{Duration, Instant};
@@ -72,7 +72,9 @@ async fn crash_failover_once() -> Run {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
-    let record = recover(&ctx, &last, &analysis).await.expect("a recovery");
+    let record = recover(&ctx, &last, &analysis, &Unguarded, None)
+        .await
+        .expect("a recovery");
     let writable = t0.elapsed();
     assert_eq!(record.outcome, Outcome::Recovered, "{record:#?}");
     let successor = record.successor.expect("a successor");

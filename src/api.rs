@@ -12,7 +12,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use crate::topology::policy::PromotionRule;
+pub use crate::topology::policy::{PromotionRule, SqlThreadNotUpToDate};
 
 /// A MySQL or MariaDB replication cluster: one primary and its replicas, kept available
 /// by korc with orchestrator's failure analysis and recovery.
@@ -168,20 +168,6 @@ pub struct SemiSyncSpec {
     pub timeout_ms: Option<i64>,
 }
 
-/// How to treat a promotion candidate that has not applied its relay log in time.
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
-pub enum SqlThreadNotUpToDate {
-    /// Promote anyway after the bounded wait (orchestrator's default).
-    #[default]
-    Promote,
-    /// Fail the promotion [FailMasterPromotionIfSQLThreadNotUpToDate].
-    Fail,
-    /// Keep waiting while the applier makes progress [DelayMasterPromotionIfSQLThreadNotUpToDate].
-    Delay,
-}
-
 /// Failure detection and recovery policy (orchestrator's setting names in brackets).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -216,14 +202,17 @@ pub struct RecoverySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub fail_promotion_on_lag_seconds: Option<i64>,
-    /// What to do when the candidate has not applied its relay log in time.
+    /// What to do when the candidate has not applied everything it received: `Delay`
+    /// (wait while the applier progresses), `Fail`, or `Promote` (losing what is not
+    /// applied).
     #[serde(default)]
     pub sql_thread_not_up_to_date: SqlThreadNotUpToDate,
     /// Lag above which a replica counts as lagging [ReasonableReplicationLagSeconds].
     #[serde(default = "default_lag")]
     #[schemars(range(min = 0))]
     pub reasonable_replication_lag_seconds: i64,
-    /// Bound on waiting for the candidate's relay log, in seconds.
+    /// Bound on waiting for the candidate's relay log, in seconds: without progress
+    /// for `Delay`, in all for `Fail` and `Promote`.
     #[serde(default = "default_lag")]
     #[schemars(range(min = 1))]
     pub relay_log_apply_timeout_seconds: i64,
@@ -252,7 +241,7 @@ impl Default for RecoverySpec {
             prevent_cross_data_center_failover: false,
             prevent_cross_region_failover: false,
             fail_promotion_on_lag_seconds: None,
-            sql_thread_not_up_to_date: SqlThreadNotUpToDate::Promote,
+            sql_thread_not_up_to_date: SqlThreadNotUpToDate::Delay,
             reasonable_replication_lag_seconds: default_lag(),
             relay_log_apply_timeout_seconds: default_lag(),
         }
@@ -557,5 +546,9 @@ mod tests {
         assert_eq!(spec.probe_interval_ms, 1000);
         assert!(spec.recovery.automatic_master_recovery);
         assert_eq!(spec.recovery.block_period_seconds, 3600);
+        assert_eq!(
+            spec.recovery.sql_thread_not_up_to_date,
+            SqlThreadNotUpToDate::Delay
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy, PromotionRule};
 use crate::topology::probe::{now_ms, probe_cluster};
 use crate::topology::recovery::{
-    Outcome, RecoveryContext, RecoveryRecord, graceful_takeover, recover,
+    Outcome, RecoveryContext, RecoveryRecord, Unguarded, graceful_takeover, recover,
 };
 use crate::topology::session::{Connector, Credentials};
 use crate::{Error, Result};
@@ -435,7 +435,7 @@ pub async fn run(command: Command) -> Result<u8> {
             let ctx = cluster.recovery_context()?;
             let instances = cluster.probe(&ctx.connector).await?;
             let analysis = analyze(&instances, &ctx.policy, now_ms());
-            match recover(&ctx, &instances, &analysis).await {
+            match recover(&ctx, &instances, &analysis, &Unguarded, None).await {
                 Some(record) => {
                     print_json(&record)?;
                     cluster.probe(&ctx.connector).await?;
@@ -469,7 +469,7 @@ pub async fn run(command: Command) -> Result<u8> {
         Command::Switchover { cluster, to } => {
             let ctx = cluster.recovery_context()?;
             let instances = cluster.probe(&ctx.connector).await?;
-            let record = graceful_takeover(&ctx, &instances, to.as_ref()).await;
+            let record = graceful_takeover(&ctx, &instances, to.as_ref(), &Unguarded).await;
             print_json(&record)?;
             cluster.probe(&ctx.connector).await?;
             Ok(exit_code_of(&record))

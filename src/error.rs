@@ -1,41 +1,11 @@
 //! korc's error type.
 
-use crate::topology::instance::InstanceKey;
-use std::time::Duration;
-
 /// Everything that can go wrong in korc.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A connection to an instance could not be opened.
-    #[error("cannot connect to {instance}: {source}")]
-    Connect {
-        /// The instance.
-        instance: InstanceKey,
-        /// The driver's error.
-        #[source]
-        source: mysql_async::Error,
-    },
-    /// An instance did not answer in time.
-    #[error("{instance} did not answer within {after:?} while {doing}")]
-    Timeout {
-        /// The instance.
-        instance: InstanceKey,
-        /// What korc was doing.
-        doing: String,
-        /// The bound that expired.
-        after: Duration,
-    },
-    /// A statement failed.
-    #[error("`{statement}` failed on {instance}: {source}")]
-    Sql {
-        /// The instance.
-        instance: InstanceKey,
-        /// The statement (never with a password in it).
-        statement: String,
-        /// The driver's error.
-        #[source]
-        source: mysql_async::Error,
-    },
+    /// Talking to an instance failed (the topology engine).
+    #[error(transparent)]
+    Topology(#[from] crate::topology::Error),
     /// A Kubernetes API call failed.
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),

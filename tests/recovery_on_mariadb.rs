@@ -1,8 +1,21 @@
-//! Crash failover and graceful takeover on real MariaDB servers, through the korc CLI.
+//! Crash failover and graceful takeover on real MariaDB servers, through the korc CLI
+//! (and the library, where a recovery must be interrupted between two steps).
 
 mod support;
 
+use futures::future::BoxFuture;
+use korc::topology::analysis::analyze;
+use korc::topology::dialect::ReplicationCredentials;
+use korc::topology::instance::InstanceKey;
+use korc::topology::policy::Policy;
+use korc::topology::probe::{now_ms, probe_cluster};
+use korc::topology::recovery::{
+    Outcome, PlannedStep, RecoveryContext, RecoveryRecord, StepGuard, StepKind, Unguarded,
+    recover as recover_with,
+};
+use korc::topology::session::{Connector, Credentials};
 use serde_json::Value;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::{Sandbox, Server, korc, korc_json};
 
@@ -320,4 +333,275 @@ fn dead_intermediate_master_replicas_move_up() {
         assert_eq!(row_count(r), 15);
         assert_eq!(r.replica_field("Master_Host"), sb.servers[0].ip.to_string());
     }
+}
+
+/// Makes `replica` unable to apply what `source` writes next: a row with the id the
+/// source is about to use, written on the replica alone (outside its binary log).
+fn plant_conflict(replica: &Server, id: u32) {
+    replica.sql(&format!(
+        "SET sql_log_bin = 0; INSERT INTO test.t (id, v) VALUES ({id}, 'conflict')"
+    ));
+}
+
+fn read_only(server: &Server) -> String {
+    server.sql("SELECT @@global.read_only")
+}
+
+fn policy_file(dir: &tempfile::TempDir, json: &str) -> String {
+    let path = dir.path().join("policy.json");
+    std::fs::write(&path, json).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_candidate_that_cannot_apply_what_it_received_is_never_promoted() {
+    let mut sb = Sandbox::replication(3);
+    write_rows(&sb.servers[0], "early", 10);
+    for r in &sb.servers[1..] {
+        r.wait_caught_up(&sb.servers[0]);
+    }
+    // a receives the late writes but its applier will stop on the first of them; b
+    // misses them, so a is the most advanced and the candidate.
+    let a = &sb.servers[1];
+    sb.servers[2].sql("STOP SLAVE IO_THREAD");
+    a.sql("STOP SLAVE SQL_THREAD");
+    plant_conflict(a, 1000);
+    sb.servers[0]
+        .app_sql("INSERT INTO t (id, v) VALUES (1000, 'late')")
+        .unwrap();
+    write_rows(&sb.servers[0], "late", 5);
+    wait_received(a, &sb.servers[0]);
+    let received = a.replica_field("Gtid_IO_Pos");
+    sb.servers[0].kill9();
+    let a = &sb.servers[1];
+
+    let (code, rec) = recover(&sb, &[]);
+    assert_eq!(code, 5, "{rec:#}");
+    assert_eq!(rec["outcome"], "failed");
+    let error = rec["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("waitRelayLogApplied on {} failed", a.key()))
+            && error.contains("cannot apply its relay log: error 1062"),
+        "{rec:#}"
+    );
+    assert!(rec.get("successor").is_none(), "{rec:#}");
+    assert!(!steps(&rec).contains(&"promote".to_string()), "{rec:#}");
+    for s in &sb.servers[1..] {
+        assert_eq!(read_only(s), "1", "nothing was made writable");
+    }
+    assert_eq!(
+        a.replica_field("Gtid_IO_Pos"),
+        received,
+        "a still holds what it received"
+    );
+}
+
+#[test]
+fn a_stalled_applier_fails_the_recovery_and_a_later_one_loses_nothing() {
+    let mut sb = Sandbox::replication(3);
+    write_rows(&sb.servers[0], "early", 10);
+    for r in &sb.servers[1..] {
+        r.wait_caught_up(&sb.servers[0]);
+    }
+    sb.servers[2].sql("STOP SLAVE IO_THREAD");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_file(&dir, r#"{"relayLogApplyTimeoutMs": 1000}"#);
+    let instances = sb.instances();
+    let args = ["recover", "--instances", &instances, "--policy", &policy];
+    let (primary, replicas) = sb.servers.split_at_mut(1);
+    let (primary, a) = (&mut primary[0], &replicas[0]);
+    std::thread::scope(|scope| {
+        // A session on a holds a table lock for 5 s: its applier receives the late
+        // writes but applies nothing meanwhile.
+        scope.spawn(|| a.sql("LOCK TABLES test.t READ; DO SLEEP(5)"));
+        std::thread::sleep(Duration::from_millis(300));
+        write_rows(primary, "late", 20);
+        wait_received(a, primary);
+        primary.kill9();
+        let (code, rec) = korc_json(&args);
+        assert_eq!(code, 5, "{rec:#}");
+        let error = rec["error"].as_str().unwrap();
+        assert!(error.contains("applied nothing for 1s"), "{rec:#}");
+        assert!(rec.get("successor").is_none(), "{rec:#}");
+        for s in replicas.iter() {
+            assert_eq!(read_only(s), "1", "nothing was made writable");
+        }
+    });
+    // The lock is gone; the next recovery promotes a with every row it received.
+    let (code, rec) = korc_json(&args);
+    assert_eq!(code, 0, "{rec:#}");
+    assert_eq!(rec["successor"], sb.servers[1].key(), "{rec:#}");
+    assert_eq!(row_count(&sb.servers[1]), 30);
+    sb.servers[2].wait_caught_up(&sb.servers[1]);
+    assert_eq!(row_count(&sb.servers[2]), 30);
+}
+
+#[test]
+fn a_failed_catch_up_from_a_donor_aborts_instead_of_dropping_its_transactions() {
+    let mut sb = Sandbox::replication(3);
+    let (x, b) = (sb.servers[1].key(), sb.servers[2].key());
+    write_rows(&sb.servers[0], "early", 10);
+    for r in &sb.servers[1..] {
+        r.wait_caught_up(&sb.servers[0]);
+    }
+    // x (must_not) alone receives the late writes and cannot apply them: the
+    // candidate b cannot get them from it.
+    sb.servers[2].sql("STOP SLAVE IO_THREAD");
+    sb.servers[1].sql("STOP SLAVE SQL_THREAD");
+    plant_conflict(&sb.servers[1], 1000);
+    sb.servers[0]
+        .app_sql("INSERT INTO t (id, v) VALUES (1000, 'late')")
+        .unwrap();
+    wait_received(&sb.servers[1], &sb.servers[0]);
+    sb.servers[0].kill9();
+
+    let (code, rec) = recover(&sb, &["--promotion-rule", &format!("{x}=must_not")]);
+    assert_eq!(code, 5, "{rec:#}");
+    assert_eq!(rec["outcome"], "failed");
+    assert_eq!(rec["candidate"]["promoted"], b);
+    let error = rec["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("catchUpFromDonor on {b} failed: donor {x}: "))
+            && error.contains("error 1062"),
+        "{rec:#}"
+    );
+    assert!(rec.get("successor").is_none(), "{rec:#}");
+    for s in &sb.servers[1..] {
+        assert_eq!(read_only(s), "1", "nothing was made writable");
+    }
+}
+
+/// Lets every step run up to and including the promotion, then stops the recovery:
+/// the operator losing its Lease right after promoting.
+#[derive(Default)]
+struct StopAfterPromotion(Mutex<bool>);
+
+impl StepGuard for StopAfterPromotion {
+    fn before<'a>(&'a self, step: &'a PlannedStep) -> BoxFuture<'a, Result<(), String>> {
+        let mut promoted = self.0.lock().unwrap();
+        let refuse = *promoted;
+        *promoted |= step.kind() == StepKind::Promote;
+        Box::pin(std::future::ready(if refuse {
+            Err("leader lease lost".to_string())
+        } else {
+            Ok(())
+        }))
+    }
+}
+
+fn context() -> RecoveryContext {
+    RecoveryContext {
+        connector: Connector::new(Credentials {
+            user: support::ADMIN.0.into(),
+            password: support::ADMIN.1.into(),
+        }),
+        policy: Policy::default(),
+        replication: ReplicationCredentials {
+            user: support::REPL.0.into(),
+            password: support::REPL.1.into(),
+        },
+    }
+}
+
+fn keys(sb: &Sandbox) -> Vec<InstanceKey> {
+    sb.servers
+        .iter()
+        .map(|s| s.key().parse().unwrap())
+        .collect()
+}
+
+/// Probes, analyses and recovers through the library, as the operator does.
+async fn recover_in_process(
+    sb: &Sandbox,
+    guard: &dyn StepGuard,
+    hint: Option<&InstanceKey>,
+) -> RecoveryRecord {
+    let ctx = context();
+    let instances = probe_cluster(&ctx.connector, &keys(sb), &[]).await;
+    let analysis = analyze(&instances, &ctx.policy, now_ms());
+    recover_with(&ctx, &instances, &analysis, guard, hint)
+        .await
+        .expect("an actionable analysis")
+}
+
+/// Crashes the primary of a 1+3 cluster holding 30 rows and runs a recovery that
+/// stops right after the promotion; returns the promoted instance.
+async fn interrupted_failover(sb: &mut Sandbox) -> InstanceKey {
+    write_rows(&sb.servers[0], "before", 30);
+    for r in &sb.servers[1..] {
+        r.wait_caught_up(&sb.servers[0]);
+    }
+    sb.servers[0].kill9();
+    let rec = recover_in_process(sb, &StopAfterPromotion::default(), None).await;
+    assert_eq!(rec.outcome, Outcome::Abandoned, "{rec:#?}");
+    let stopped = rec
+        .stopped_before
+        .as_ref()
+        .expect("the step it stopped before");
+    assert_eq!(stopped.kind, StepKind::Repoint);
+    let successor = rec.successor.clone().expect("promoted before the stop");
+    assert_eq!(
+        writable(sb),
+        [successor.to_string()],
+        "only the successor is writable"
+    );
+    successor
+}
+
+/// The reachable instances that accept writes.
+fn writable(sb: &Sandbox) -> Vec<String> {
+    sb.servers[1..]
+        .iter()
+        .filter(|s| read_only(s) == "0")
+        .map(Server::key)
+        .collect()
+}
+
+/// One writable instance, every other reachable one replicating from it with all rows.
+fn single_primary_with_all_replicas(sb: &Sandbox, successor: &str) {
+    assert_eq!(writable(sb), [successor.to_string()]);
+    let primary = sb.by_key(successor);
+    write_rows(primary, "after", 1);
+    for s in sb.servers[1..].iter().filter(|s| s.key() != successor) {
+        assert_eq!(s.replica_field("Master_Host"), primary.ip.to_string());
+        s.wait_caught_up(primary);
+        assert_eq!(row_count(s), 31);
+    }
+}
+
+#[tokio::test]
+async fn a_recovery_interrupted_after_the_promotion_is_completed_by_the_next_cli_run() {
+    let mut sb = Sandbox::replication(4);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let state = state.to_str().unwrap();
+    let instances = sb.instances();
+    let (code, _) = korc_json(&[
+        "analyze",
+        "--instances",
+        &instances,
+        "--state",
+        state,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let successor = interrupted_failover(&mut sb).await;
+
+    let (code, rec) = korc_json(&["recover", "--instances", &instances, "--state", state]);
+    assert_eq!(code, 0, "{rec:#}");
+    assert_eq!(rec["successor"], successor.to_string(), "{rec:#}");
+    assert!(!steps(&rec).contains(&"promote".to_string()), "{rec:#}");
+    single_primary_with_all_replicas(&sb, &successor.to_string());
+}
+
+#[tokio::test]
+async fn a_recovery_interrupted_after_the_promotion_is_completed_onto_the_hinted_successor() {
+    let mut sb = Sandbox::replication(4);
+    let successor = interrupted_failover(&mut sb).await;
+    let rec = recover_in_process(&sb, &Unguarded, Some(&successor)).await;
+    assert_eq!(rec.outcome, Outcome::Recovered, "{rec:#?}");
+    assert_eq!(rec.successor.as_ref(), Some(&successor));
+    assert!(rec.steps.iter().all(|s| s.kind != StepKind::Promote));
+    single_primary_with_all_replicas(&sb, &successor.to_string());
 }

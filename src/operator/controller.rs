@@ -597,6 +597,7 @@ fn policy(cluster: &MySQLCluster, members: &[Member]) -> Policy {
         apply_promotion: r.apply_promotion,
         detach_lost_replicas: r.detach_lost_replicas,
         relay_log_apply_timeout_ms: r.relay_log_apply_timeout_seconds.max(1) as u64 * 1000,
+        sql_thread_not_up_to_date: r.sql_thread_not_up_to_date,
         ..Policy::default()
     };
     for m in members {

@@ -8,8 +8,8 @@
 //! when an excluded replica is ahead of the chosen one, recovery first lets the
 //! chosen one catch up from it.
 
-use super::gtid::GtidPosition;
-use super::instance::{Instance, InstanceKey};
+use super::gtid::{GtidPosition, MariaDbBinlogState, MariaDbPosition, MysqlGtidSet};
+use super::instance::{Flavor, Instance, InstanceKey};
 use super::policy::{Policy, PromotionRule};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -20,6 +20,9 @@ use std::cmp::Reverse;
 pub enum Exclusion {
     /// korc cannot reach it.
     Unreachable,
+    /// Its GTID state does not parse: neither its position nor whether it holds errant
+    /// transactions can be told, so it is never taken for clean.
+    UnparseableGtids,
     /// Its promotion rule is `must_not`.
     MustNot,
     /// It is downtimed.
@@ -110,11 +113,46 @@ fn binlog_format_rank(f: Option<&str>) -> u8 {
     }
 }
 
+/// True when every GTID text candidate choice reads from `r` parses. An instance of
+/// unknown flavor has no position at all and is excluded for that instead.
+fn gtids_parse(r: &Instance) -> bool {
+    let received = r
+        .replication
+        .as_ref()
+        .map_or("", |x| x.received_gtids.as_str());
+    match r.flavor {
+        Some(Flavor::Mariadb) => {
+            MariaDbPosition::parse(&r.gtid.current_pos).is_ok()
+                && MariaDbPosition::parse(received).is_ok()
+                && MariaDbBinlogState::parse(&r.gtid.binlog_state).is_ok()
+        }
+        Some(Flavor::Mysql) => {
+            MysqlGtidSet::parse(&r.gtid.executed).is_ok() && MysqlGtidSet::parse(received).is_ok()
+        }
+        None => true,
+    }
+}
+
+/// Why a replica of `failed` must not be put under its successor at all: its GTID
+/// state does not parse, or it holds transactions of its own the failed master never
+/// had (merging them would spread them). Such a replica is lost to the recovery.
+pub fn cannot_follow(r: &Instance, failed: &Instance) -> Option<Exclusion> {
+    if !gtids_parse(r) {
+        return Some(Exclusion::UnparseableGtids);
+    }
+    r.own_errant_gtids(failed)
+        .filter(|e| !e.is_empty())
+        .map(Exclusion::ErrantGtids)
+}
+
 fn exclusion(r: &Instance, failed: &Instance, policy: &Policy, now_ms: u64) -> Option<Exclusion> {
     let failed_dc = policy.data_center(&failed.key);
     let failed_region = policy.region(&failed.key);
     if !r.reachable {
         return Some(Exclusion::Unreachable);
+    }
+    if !gtids_parse(r) {
+        return Some(Exclusion::UnparseableGtids);
     }
     if policy.promotion_rule(&r.key) == PromotionRule::MustNot {
         return Some(Exclusion::MustNot);
@@ -122,8 +160,8 @@ fn exclusion(r: &Instance, failed: &Instance, policy: &Policy, now_ms: u64) -> O
     if policy.is_downtimed(&r.key, now_ms) {
         return Some(Exclusion::Downtimed);
     }
-    if let Some(errant) = r.own_errant_gtids(failed).filter(|e| !e.is_empty()) {
-        return Some(Exclusion::ErrantGtids(errant));
+    if let Some(e) = cannot_follow(r, failed) {
+        return Some(e);
     }
     if !r.is_logging_replica_updates() {
         return Some(Exclusion::NoBinaryLog);
@@ -161,6 +199,29 @@ pub fn choose_candidate(
     failed: &Instance,
     policy: &Policy,
     now_ms: u64,
+) -> Result<CandidateChoice, NoCandidate> {
+    choose(replicas, failed, policy, now_ms, None)
+}
+
+/// Like [`choose_candidate`], but keeps `keep` (the candidate an interrupted recovery
+/// chose) when it can still be promoted; others then catch up from it or donate to it
+/// as usual. When it cannot, the choice is made anew.
+pub fn keep_candidate(
+    replicas: &[Instance],
+    failed: &Instance,
+    policy: &Policy,
+    now_ms: u64,
+    keep: &InstanceKey,
+) -> Result<CandidateChoice, NoCandidate> {
+    choose(replicas, failed, policy, now_ms, Some(keep))
+}
+
+fn choose(
+    replicas: &[Instance],
+    failed: &Instance,
+    policy: &Policy,
+    now_ms: u64,
+    keep: Option<&InstanceKey>,
 ) -> Result<CandidateChoice, NoCandidate> {
     let positions: Vec<Option<GtidPosition>> = replicas
         .iter()
@@ -204,7 +265,11 @@ pub fn choose_candidate(
             excluded: exclusions[i].clone(),
         })
         .collect();
-    let Some(&best) = order.first().filter(|&&i| exclusions[i].is_none()) else {
+    let kept = keep.and_then(|k| {
+        (0..replicas.len()).find(|&i| &replicas[i].key == k && exclusions[i].is_none())
+    });
+    let Some(best) = kept.or_else(|| order.first().copied().filter(|&i| exclusions[i].is_none()))
+    else {
         return Err(NoCandidate { ranking });
     };
     let best_pos = positions[best].as_ref();

@@ -6,9 +6,12 @@ pub mod analysis;
 pub mod candidate;
 pub mod cluster;
 pub mod dialect;
+pub mod error;
 pub mod gtid;
 pub mod instance;
 pub mod policy;
 pub mod probe;
 pub mod recovery;
 pub mod session;
+
+pub use error::{Error, Result};

@@ -72,6 +72,26 @@ impl fmt::Display for PromotionRule {
     }
 }
 
+/// What to do with a promotion candidate that has not applied everything it received
+/// [Fail/DelayMasterPromotionIfSQLThreadNotUpToDate].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum SqlThreadNotUpToDate {
+    /// Keep waiting while the applier makes progress; fail when it stops on an error
+    /// or applies nothing for `relayLogApplyTimeoutMs`
+    /// [DelayMasterPromotionIfSQLThreadNotUpToDate]. Nothing received is discarded.
+    #[default]
+    Delay,
+    /// Fail when the relay log is not applied within `relayLogApplyTimeoutMs`
+    /// [FailMasterPromotionIfSQLThreadNotUpToDate].
+    Fail,
+    /// Promote after `relayLogApplyTimeoutMs` (or at once on an applier error) even
+    /// though transactions received are not applied: they are lost, and the recovery
+    /// record names them. An explicit choice, never the default.
+    Promote,
+}
+
 /// A maintenance window: recovery of the instance is suppressed, detection goes on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -119,13 +139,10 @@ pub struct Policy {
     /// Refuse a successor lagging this much or more [FailMasterPromotionOnLagMinutes],
     /// in seconds.
     pub fail_master_promotion_on_lag_seconds: Option<u64>,
-    /// Refuse a successor that has not applied its relay log
-    /// [FailMasterPromotionIfSQLThreadNotUpToDate].
-    pub fail_master_promotion_if_sql_thread_not_up_to_date: bool,
-    /// Wait for the successor to apply its relay log, however long it takes within
-    /// `relay_log_apply_timeout_ms` [DelayMasterPromotionIfSQLThreadNotUpToDate].
-    pub delay_master_promotion_if_sql_thread_not_up_to_date: bool,
-    /// Bound on waiting for the successor's relay log (milliseconds).
+    /// What to do with a successor that has not applied its relay log.
+    pub sql_thread_not_up_to_date: SqlThreadNotUpToDate,
+    /// Bound on waiting for the successor's relay log (milliseconds): without
+    /// progress for `Delay`, in all for `Fail` and `Promote`.
     pub relay_log_apply_timeout_ms: u64,
     /// Make the successor writable and reset its replication
     /// [ApplyMySQLPromotionAfterMasterFailover].
@@ -148,8 +165,7 @@ impl Default for Policy {
             prevent_cross_data_center_master_failover: false,
             prevent_cross_region_master_failover: false,
             fail_master_promotion_on_lag_seconds: None,
-            fail_master_promotion_if_sql_thread_not_up_to_date: false,
-            delay_master_promotion_if_sql_thread_not_up_to_date: false,
+            sql_thread_not_up_to_date: SqlThreadNotUpToDate::Delay,
             relay_log_apply_timeout_ms: 10_000,
             apply_promotion: true,
             detach_lost_replicas: true,

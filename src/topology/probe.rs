@@ -8,7 +8,7 @@ use super::cluster::{ClusterView, imply_roles};
 use super::dialect::{parse_binlog_status, parse_replica_status, parse_semi_sync};
 use super::instance::{Instance, InstanceKey};
 use super::session::Connector;
-use crate::Result;
+use crate::topology::Result;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.

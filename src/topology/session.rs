@@ -6,8 +6,8 @@
 //! (in Kubernetes korc may dial a pod IP while replicas use the pod's DNS name).
 
 use super::dialect::{Dialect, Row};
+use super::error::{Error, Result};
 use super::instance::InstanceKey;
-use crate::{Error, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Value};
 use std::collections::HashMap;

@@ -184,3 +184,63 @@ fn lag_limit_excludes() {
     assert_eq!(c.promoted, key("b:1"));
     assert_eq!(c.ranking[1].excluded, Some(Exclusion::Lagging(600)));
 }
+
+#[test]
+fn unparseable_gtid_state_is_never_a_candidate_nor_taken_for_clean() {
+    type Spoil = fn(&mut Instance);
+    let cases: [(&str, Spoil); 4] = [
+        ("applied position", |r| r.gtid.current_pos = "0-1-x".into()),
+        ("received position", |r| {
+            r.replication.as_mut().unwrap().received_gtids = "0-1".into();
+        }),
+        // The errant check reads the binlog state: unreadable is not "no errant".
+        ("binlog state", |r| {
+            r.gtid.binlog_state = "0-1-20,junk".into()
+        }),
+        ("MySQL executed set", |r| {
+            r.flavor = Some(Flavor::Mysql);
+            r.server_uuid = Some("3e11fa47-71ca-11e1-9e33-c80aa9429562".into());
+            r.gtid.executed = "3e11fa47-71ca-11e1-9e33-c80aa9429562:5-".into();
+            r.replication.as_mut().unwrap().received_gtids = String::new();
+        }),
+    ];
+    for (what, spoil) in cases {
+        // The spoiled replica would otherwise win: it received the most.
+        let mut spoiled = replica("a:1", 2, 20, 20);
+        spoil(&mut spoiled);
+        let rs = vec![spoiled.clone(), replica("b:1", 3, 12, 12)];
+        let c = choose_candidate(&rs, &dead_master(), &Policy::default(), 0).unwrap();
+        assert_eq!(c.promoted, key("b:1"), "{what}");
+        let a = c.ranking.iter().find(|r| r.instance == key("a:1")).unwrap();
+        assert_eq!(a.excluded, Some(Exclusion::UnparseableGtids), "{what}");
+        assert_eq!(
+            cannot_follow(&spoiled, &dead_master()),
+            Some(Exclusion::UnparseableGtids),
+            "{what}"
+        );
+        // Alone, it leaves nothing to promote.
+        assert!(
+            choose_candidate(&[spoiled], &dead_master(), &Policy::default(), 0).is_err(),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        serde_json::to_value(Exclusion::UnparseableGtids).unwrap(),
+        serde_json::json!({ "reason": "unparseableGtids" })
+    );
+    assert_eq!(
+        cannot_follow(&replica("b:1", 3, 12, 12), &dead_master()),
+        None
+    );
+}
+
+#[test]
+fn a_kept_candidate_stays_while_it_can_be_promoted() {
+    let rs = vec![replica("a:1", 2, 15, 15), replica("b:1", 3, 10, 12)];
+    let c = keep_candidate(&rs, &dead_master(), &Policy::default(), 0, &key("b:1")).unwrap();
+    assert_eq!(c.promoted, key("b:1"));
+    assert_eq!(c.ahead, [key("a:1")]);
+    let p = policy(&[("b:1", PromotionRule::MustNot)]);
+    let c = keep_candidate(&rs, &dead_master(), &p, 0, &key("b:1")).unwrap();
+    assert_eq!(c.promoted, key("a:1"));
+}

@@ -4,6 +4,7 @@ use super::super::analysis::Analysis;
 use super::super::candidate::CandidateChoice;
 use super::super::instance::InstanceKey;
 use super::super::probe::now_ms;
+use super::error::RecoveryError;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -24,6 +25,9 @@ pub enum RecoveryKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum StepKind {
+    /// Re-read the topology before changing anything (an earlier recovery may have
+    /// got part of the way).
+    ReadTopology,
     /// Stop receiving from the dead master, so positions stop moving.
     StopReplicaIo,
     /// Re-read the replicas' positions.
@@ -52,6 +56,28 @@ pub enum StepKind {
     HandOver,
     /// Undo a switchover that could not complete.
     Rollback,
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::ReadTopology => "readTopology",
+            Self::StopReplicaIo => "stopReplicaIo",
+            Self::ReadPositions => "readPositions",
+            Self::ChooseCandidate => "chooseCandidate",
+            Self::CatchUpFromDonor => "catchUpFromDonor",
+            Self::WaitRelayLogApplied => "waitRelayLogApplied",
+            Self::SetReadOnly => "setReadOnly",
+            Self::WaitCatchUp => "waitCatchUp",
+            Self::Promote => "promote",
+            Self::Repoint => "repoint",
+            Self::DemoteOldPrimary => "demoteOldPrimary",
+            Self::FenceOldPrimary => "fenceOldPrimary",
+            Self::DetachLostReplica => "detachLostReplica",
+            Self::HandOver => "handOver",
+            Self::Rollback => "rollback",
+        })
+    }
 }
 
 /// One executed step.
@@ -84,6 +110,22 @@ pub enum Outcome {
     Failed,
     /// A switchover was undone: the old primary is writable again.
     RolledBack,
+    /// The caller's step guard stopped the recovery between two steps;
+    /// `stoppedBefore` says before which.
+    Abandoned,
+}
+
+/// The step a stopped recovery did not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppedBefore {
+    /// What the step would have done.
+    pub kind: StepKind,
+    /// The instance it would have acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceKey>,
+    /// Why the guard stopped it.
+    pub reason: String,
 }
 
 /// The record of one recovery.
@@ -118,9 +160,12 @@ pub struct RecoveryRecord {
     pub writable_after_micros: Option<u64>,
     /// How it ended.
     pub outcome: Outcome,
-    /// Why it failed or rolled back.
+    /// Why it failed, rolled back or was stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For an abandoned recovery, the step it stopped before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_before: Option<StoppedBefore>,
 }
 
 /// A moment to measure a step from: monotonic for the duration, wall clock for the
@@ -156,6 +201,7 @@ impl Recorder {
                 writable_after_micros: None,
                 outcome: Outcome::Failed,
                 error: None,
+                stopped_before: None,
             },
             started: Instant::now(),
         }
@@ -197,6 +243,35 @@ impl Recorder {
     pub fn lost(&mut self, key: &InstanceKey) {
         if !self.record.lost_replicas.contains(key) {
             self.record.lost_replicas.push(key.clone());
+        }
+    }
+
+    /// Ends the record with the result of the recovery's steps.
+    pub fn end(self, result: Result<(), RecoveryError>) -> RecoveryRecord {
+        match result {
+            Ok(()) => self.finish(Outcome::Recovered, None),
+            Err(e) => {
+                let stopped_before = match &e {
+                    RecoveryError::Abandoned {
+                        kind,
+                        instance,
+                        reason,
+                    } => Some(StoppedBefore {
+                        kind: *kind,
+                        instance: Some(instance.clone()),
+                        reason: reason.clone(),
+                    }),
+                    _ => None,
+                };
+                let outcome = if stopped_before.is_some() {
+                    Outcome::Abandoned
+                } else {
+                    Outcome::Failed
+                };
+                let mut record = self.finish(outcome, Some(e.to_string()));
+                record.stopped_before = stopped_before;
+                record
+            }
         }
     }
 
