@@ -213,7 +213,7 @@ async fn set_semi_sync_source(
     connector: &Connector,
     key: &InstanceKey,
     enabled: bool,
-) -> crate::Result<()> {
+) -> Result<(), crate::topology::error::Error> {
     let mut s = connector.connect(key).await?;
     let stmt = s.dialect.set_semi_sync_source(enabled);
     s.exec(&stmt).await?;

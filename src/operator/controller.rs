@@ -194,7 +194,21 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
             )
         }
         Decision::Resume(registered) => {
-            failover::abandon(&ctx, &cluster, &registered).await?;
+            let engine = RecoveryContext {
+                connector: connector.clone(),
+                policy: policy.clone(),
+                replication: replication.clone(),
+            };
+            failover::resume(
+                &ctx,
+                &cluster,
+                &members,
+                &instances,
+                &analysis,
+                &registered,
+                &engine,
+            )
+            .await?;
             return Ok(Action::requeue(Duration::ZERO));
         }
         Decision::Converge(plan) => (plan, None),

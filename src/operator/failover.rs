@@ -10,8 +10,11 @@
 //! - The failed primary loses its `korc.dev/role` label first, so the `-primary`
 //!   Service stops sending it traffic even before the promotion; this never waits more
 //!   than [`FENCE_BOUND`].
-//! - Leadership is checked before the engine starts; a leader that lost its Lease
-//!   leaves the registered recovery for the next leader, which completes or abandons it.
+//! - Before every step the leader checks it still leads, and before the promotion it
+//!   commits the successor to `status.primary` (precondition again): the commit point.
+//!   A leader that lost its Lease stops between two steps and leaves the registered
+//!   recovery to the next leader, which completes it when a successor was committed
+//!   and abandons it otherwise.
 //! - Pods are named in the record, as everywhere in the status.
 
 use super::controller::{Context, write_status};
@@ -21,11 +24,15 @@ use crate::api::{MySQLCluster, MySQLClusterStatus, RecoveryStatus, RecoveryStepS
 use crate::provisioning::ROLE_LABEL;
 use crate::topology::analysis::Analysis;
 use crate::topology::instance::{Instance, InstanceKey};
-use crate::topology::recovery::{Outcome, RecoveryContext, RecoveryRecord, recover};
+use crate::topology::recovery::{
+    Outcome, PlannedStep, RecoveryContext, RecoveryRecord, StepGuard, recover, recover_dead_master,
+};
 use crate::{Error, Result};
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use std::time::Duration;
 
@@ -89,6 +96,7 @@ pub fn completed(
         Outcome::Recovered => "recovered",
         Outcome::Failed => "failed",
         Outcome::RolledBack => "rolledBack",
+        Outcome::Abandoned => "abandoned",
     };
     let started_ms = registered.started_at.0.as_millisecond();
     RecoveryStatus {
@@ -145,28 +153,159 @@ pub async fn run(
         now,
     );
     let cluster = write_status(ctx, cluster, status).await?;
-    tracing::info!(cluster = %cluster.metadata.name.as_deref().unwrap_or_default(), id = %registered.id,
+    tracing::info!(cluster = %cluster.name_any(), id = %registered.id,
         failed = %registered.failed, code = ?analysis.code, "recovery registered");
     if analysis.code.is_master_failure() {
         fence_label(ctx, &cluster, &registered.failed).await;
     }
-    if !ctx.leadership.is_leader() {
-        return Err(Error::Invalid(format!(
-            "lost leadership before recovery {}: the next leader resumes it",
-            registered.id
-        )));
-    }
-    let record = recover(engine, instances, std::slice::from_ref(analysis))
-        .await
-        .ok_or_else(|| Error::Invalid(format!("{:?} is not actionable", analysis.code)))?;
+    let guard = Commit::new(ctx, members, &registered, cluster);
+    let record = recover(
+        engine,
+        instances,
+        std::slice::from_ref(analysis),
+        &guard,
+        None,
+    )
+    .await
+    .ok_or_else(|| Error::Invalid(format!("{:?} is not actionable", analysis.code)))?;
+    finish(ctx, guard, &registered, &record, members).await
+}
+
+/// Completes a registered recovery whose leader stopped after committing its
+/// successor (the engine finishes what is left: promotion if not yet done, repoints,
+/// fencing), or abandons one that never committed a successor: nothing irreversible
+/// happened, and the next round analyses afresh.
+pub async fn resume(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    members: &[Member],
+    instances: &[Instance],
+    analysis: &[Analysis],
+    registered: &RecoveryStatus,
+    engine: &RecoveryContext,
+) -> Result<MySQLCluster> {
+    let status = cluster.status.clone().unwrap_or_default();
+    let committed = registered
+        .successor
+        .as_ref()
+        .filter(|s| status.primary.as_ref() == Some(*s))
+        .and_then(|s| members.iter().find(|m| &m.pod == s))
+        .map(|m| m.key.clone());
+    let failed = members.iter().find(|m| m.pod == registered.failed);
+    let (Some(successor), Some(failed)) = (committed, failed) else {
+        return abandon(ctx, cluster, registered).await;
+    };
+    tracing::warn!(id = %registered.id, leader = %registered.leader, successor = %successor,
+        "completing a recovery another leader left unfinished");
+    let guard = Commit::new(ctx, members, registered, cluster.clone());
+    let analysis = analysis.iter().find(|a| a.instance == failed.key).cloned();
+    let record = recover_dead_master(
+        engine,
+        instances,
+        &failed.key,
+        analysis,
+        Some(&successor),
+        &guard,
+    )
+    .await;
+    let note = format!(
+        "{} stopped leading during this recovery; {} completed it",
+        registered.leader, ctx.identity
+    );
+    let mut registered = registered.clone();
+    registered.error = Some(note);
+    finish(ctx, guard, &registered, &record, members).await
+}
+
+/// Records the engine's outcome: the recovery entry, and for a recovered primary
+/// `lastFailoverTime` (the successor was committed before its promotion).
+async fn finish(
+    ctx: &Context,
+    guard: Commit<'_>,
+    registered: &RecoveryStatus,
+    record: &RecoveryRecord,
+    members: &[Member],
+) -> Result<MySQLCluster> {
+    let cluster = guard.cluster.into_inner();
     let now = Timestamp::now();
-    let done = completed(&registered, &record, members, now);
+    let mut done = completed(registered, record, members, now);
+    if let (Some(note), Some(error)) = (&registered.error, &record.error) {
+        done.error = Some(format!("{note}; {error}"));
+    } else if registered.error.is_some() {
+        done.error.clone_from(&registered.error);
+    }
     let mut status = with_recovery(&cluster.status.clone().unwrap_or_default(), done.clone());
-    if analysis.code.is_master_failure() && record.outcome == Outcome::Recovered {
+    if record.outcome == Outcome::Recovered && done.kind == "DeadMaster" {
         status.primary = done.successor.clone();
         status.last_failover_time = Some(Time(now));
     }
     write_status(ctx, &cluster, status).await
+}
+
+/// The operator's step guard: before every step it checks this replica still leads;
+/// before a promotion it commits the successor to `status.primary` (and to the
+/// recovery's record) with a `resourceVersion` precondition. A failed check or a
+/// conflicting write stops the recovery before the step.
+struct Commit<'a> {
+    ctx: &'a Context,
+    members: &'a [Member],
+    registered: &'a RecoveryStatus,
+    cluster: tokio::sync::Mutex<MySQLCluster>,
+}
+
+impl<'a> Commit<'a> {
+    fn new(
+        ctx: &'a Context,
+        members: &'a [Member],
+        registered: &'a RecoveryStatus,
+        cluster: MySQLCluster,
+    ) -> Self {
+        Self {
+            ctx,
+            members,
+            registered,
+            cluster: tokio::sync::Mutex::new(cluster),
+        }
+    }
+
+    async fn check(&self, step: &PlannedStep) -> std::result::Result<(), String> {
+        if !self.ctx.leadership.is_leader() {
+            return Err(format!("{} no longer leads", self.ctx.identity));
+        }
+        let PlannedStep::Promote { candidate, .. } = step else {
+            return Ok(());
+        };
+        let successor = pod_of(self.members, candidate);
+        let mut cluster = self.cluster.lock().await;
+        let mut status = cluster.status.clone().unwrap_or_default();
+        let previous = status
+            .recoveries
+            .iter()
+            .find(|r| r.id == self.registered.id)
+            .cloned()
+            .unwrap_or_else(|| self.registered.clone());
+        status = with_recovery(
+            &status,
+            RecoveryStatus {
+                successor: Some(successor.clone()),
+                ..previous
+            },
+        );
+        status.primary = Some(successor.clone());
+        *cluster = write_status(self.ctx, &cluster, status)
+            .await
+            .map_err(|e| format!("cannot commit {successor} as the primary: {e}"))?;
+        Ok(())
+    }
+}
+
+impl StepGuard for Commit<'_> {
+    fn before<'b>(
+        &'b self,
+        step: &'b PlannedStep,
+    ) -> BoxFuture<'b, std::result::Result<(), String>> {
+        Box::pin(self.check(step))
+    }
 }
 
 /// Removes the failed primary's role label, so the `-primary` Service stops selecting
@@ -186,10 +325,9 @@ async fn fence_label(ctx: &Context, cluster: &MySQLCluster, pod: &str) {
     }
 }
 
-/// A registered recovery whose leader stopped before recording its end. The
-/// successor is committed to `status.primary` only after the promotion, so without a
-/// committed successor the recovery is abandoned: the next round analyses afresh.
-pub async fn abandon(
+/// A registered recovery whose leader stopped before committing a successor: nothing
+/// irreversible happened, so it is abandoned and the next round analyses afresh.
+async fn abandon(
     ctx: &Context,
     cluster: &MySQLCluster,
     registered: &RecoveryStatus,
@@ -198,7 +336,7 @@ pub async fn abandon(
     let record = RecoveryStatus {
         outcome: "abandoned".into(),
         error: Some(format!(
-            "{} stopped leading before recording the end of this recovery; {} abandoned it and analyses the cluster afresh",
+            "{} stopped leading before this recovery committed a successor; {} abandoned it and analyses the cluster afresh",
             registered.leader, ctx.identity
         )),
         ended_at: Some(Time(Timestamp::now())),
