@@ -328,7 +328,7 @@ pub struct RecoveryStatus {
     /// The analysis code that caused it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis_code: Option<String>,
-    /// The failed (or demoted) pod.
+    /// The failed pod (for a switchover: the primary it replaced).
     pub failed: String,
     /// The pod that took over, once chosen (committed to `status.primary` before the
     /// promotion for a primary failover).
@@ -359,6 +359,13 @@ pub struct RecoveryStatus {
     /// Set once the recovery was acknowledged (it no longer blocks recoveries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged: Option<bool>,
+    /// For a switchover (`GracefulTakeover`): the `spec.switchover.requestId` it served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// For a switchover: milliseconds from the old primary turning read-only until the
+    /// new one accepted writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_outage_ms: Option<i64>,
 }
 
 impl Default for RecoveryStatus {
@@ -380,6 +387,8 @@ impl Default for RecoveryStatus {
             writable_after_ms: None,
             steps: Vec::new(),
             acknowledged: None,
+            request_id: None,
+            write_outage_ms: None,
         }
     }
 }

@@ -342,3 +342,126 @@ async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement()
         "1"
     );
 }
+
+/// Requests a switchover and waits for the recovery record that serves it.
+async fn switch_over(
+    api: &Api<MySQLCluster>,
+    request: &str,
+    to: Option<&str>,
+    seconds: u64,
+) -> Value {
+    api.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"switchover": {"requestId": request, "to": to}}})),
+    )
+    .await
+    .unwrap();
+    wait_status(api, "db", &format!("switchover {request}"), seconds, |s| {
+        s["recoveries"]
+            .as_array()?
+            .iter()
+            .find(|r| r["requestId"] == request && r["outcome"] != "running")
+            .cloned()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switchover_under_writes_named_automatic_and_rolled_back() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "switch").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "switch");
+    api.create(&PostParams::default(), &semi_sync_cluster("db"))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let mut root = root_conn(&client, "switch", "db", "db-0").await;
+    create_app_schema(&mut root).await;
+    let watcher = WritableWatcher::start(client.clone(), "switch", "db", &PODS);
+    let writer = Writer::start(client.clone(), "switch", "db");
+    wait_for("the writer's first rows", 20, || async {
+        (writer.count() >= 20).then_some(())
+    })
+    .await;
+
+    // Named: db-0 → db-1, under writes.
+    let asked = Instant::now();
+    let r = switch_over(&api, "named-1", Some("db-1"), 30).await;
+    assert_eq!(r["outcome"], "recovered", "{r:#}");
+    assert_eq!(
+        (r["failed"].as_str(), r["successor"].as_str()),
+        (Some("db-0"), Some("db-1"))
+    );
+    let outage = r["writeOutageMs"].as_i64().expect("write outage recorded");
+    let ip = pod_ip(&client, "switch", "db-1").await;
+    let accepted = wait_for("inserts on db-1", 20, || async {
+        writer.first_ack_after(asked, &ip)
+    })
+    .await;
+    println!(
+        "switchover to db-1: write outage {outage} ms (engine), first insert on db-1 {:?} after the request",
+        accepted - asked
+    );
+    let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+    assert_eq!(s["primary"], "db-1");
+    let old = s["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "db-0")
+        .unwrap()
+        .clone();
+    assert_eq!(old["source"], "db-1", "{old:#}");
+
+    // Automatic: korc chooses the target.
+    let r = switch_over(&api, "auto-1", None, 30).await;
+    assert_eq!(r["outcome"], "recovered", "{r:#}");
+    assert_ne!(r["successor"], "db-1");
+    let primary = r["successor"].as_str().unwrap().to_string();
+    wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+
+    let acknowledged = writer.stop().await;
+    for pod in PODS {
+        wait_for(&format!("{pod} caught up"), 20, || async {
+            let mut c = try_root_conn(&client, "switch", "db", pod).await?;
+            let n: Option<u64> =
+                mysql_async::prelude::Queryable::query_first(&mut c, "SELECT COUNT(*) FROM app.t")
+                    .await
+                    .ok()?;
+            (n? as usize >= acknowledged.len()).then_some(())
+        })
+        .await;
+        assert_has_rows(&client, "switch", "db", pod, &acknowledged).await;
+    }
+
+    // A target whose applier is blocked cannot catch up: the switchover rolls back and
+    // the primary stays writable.
+    let target = PODS.into_iter().find(|p| *p != primary).unwrap();
+    let mut lock = root_conn(&client, "switch", "db", target).await;
+    mysql_async::prelude::Queryable::query_drop(&mut lock, "FLUSH TABLES WITH READ LOCK")
+        .await
+        .unwrap();
+    let mut p = root_conn(&client, "switch", "db", &primary).await;
+    mysql_async::prelude::Queryable::query_drop(&mut p, "INSERT INTO app.t VALUES (1000000)")
+        .await
+        .unwrap();
+    let r = switch_over(&api, "blocked-1", Some(target), 60).await;
+    assert_eq!(r["outcome"], "rolledBack", "{r:#}");
+    mysql_async::prelude::Queryable::query_drop(&mut lock, "UNLOCK TABLES")
+        .await
+        .unwrap();
+    let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+    assert_eq!(s["primary"], primary.as_str());
+    let mut p = root_conn(&client, "switch", "db", &primary).await;
+    assert_eq!(
+        scalar(&mut p, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await,
+        "0"
+    );
+    let violations = watcher.stop().await;
+    assert!(
+        violations.is_empty(),
+        "two writable instances: {violations:?}"
+    );
+}

@@ -174,17 +174,36 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
     let (plan, blocker) = match decision {
         Decision::Recover(failure) => {
-            let engine = RecoveryContext {
-                connector: connector.clone(),
-                policy: policy.clone(),
-                replication: replication.clone(),
-            };
-            cluster =
-                failover::run(&ctx, &cluster, &members, &instances, &failure, &engine).await?;
-            let recovered = cluster.status.as_ref().and_then(|s| s.recoveries.last());
-            if let Some(r) = recovered {
-                record_recovery(&ctx, &cluster, r).await;
-            }
+            cluster = failover::run(
+                &ctx,
+                &cluster,
+                &members,
+                &instances,
+                &failure,
+                &engine(&connector, &policy, &replication),
+            )
+            .await?;
+            after_recovery(&ctx, &cluster).await;
+            instances = probe_cluster(&connector, &keys, &instances).await;
+            analysis = analyze(&instances, &policy, now_ms());
+            let primary = cluster.status.as_ref().and_then(|s| s.primary.clone());
+            (
+                bootstrap::plan(&members, &instances, primary.as_deref(), semi_sync),
+                None,
+            )
+        }
+        Decision::SwitchOver { request_id, to } => {
+            cluster = failover::switch_over(
+                &ctx,
+                &cluster,
+                &members,
+                &instances,
+                &request_id,
+                to.as_deref(),
+                &engine(&connector, &policy, &replication),
+            )
+            .await?;
+            after_recovery(&ctx, &cluster).await;
             instances = probe_cluster(&connector, &keys, &instances).await;
             analysis = analyze(&instances, &policy, now_ms());
             let primary = cluster.status.as_ref().and_then(|s| s.primary.clone());
@@ -194,11 +213,6 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
             )
         }
         Decision::Resume(registered) => {
-            let engine = RecoveryContext {
-                connector: connector.clone(),
-                policy: policy.clone(),
-                replication: replication.clone(),
-            };
             failover::resume(
                 &ctx,
                 &cluster,
@@ -206,7 +220,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
                 &instances,
                 &analysis,
                 &registered,
-                &engine,
+                &engine(&connector, &policy, &replication),
             )
             .await?;
             return Ok(Action::requeue(Duration::ZERO));
@@ -327,6 +341,26 @@ pub async fn write_status(
     Ok(written)
 }
 
+/// What the engine needs to recover this cluster.
+fn engine(
+    connector: &Connector,
+    policy: &Policy,
+    replication: &ReplicationCredentials,
+) -> RecoveryContext {
+    RecoveryContext {
+        connector: connector.clone(),
+        policy: policy.clone(),
+        replication: replication.clone(),
+    }
+}
+
+/// Events and metrics for the recovery or switchover that just ended.
+async fn after_recovery(ctx: &Context, cluster: &MySQLCluster) {
+    if let Some(r) = cluster.status.as_ref().and_then(|s| s.recoveries.last()) {
+        record_recovery(ctx, cluster, r).await;
+    }
+}
+
 /// Events and metrics for a finished recovery.
 async fn record_recovery(ctx: &Context, cluster: &MySQLCluster, r: &RecoveryStatus) {
     ctx.metrics
@@ -339,10 +373,12 @@ async fn record_recovery(ctx: &Context, cluster: &MySQLCluster, r: &RecoveryStat
     if let Some(ms) = r.writable_after_ms {
         ctx.metrics.failover_seconds.observe(ms as f64 / 1000.0);
     }
-    let (kind, reason) = if r.outcome == "recovered" {
-        (EventType::Normal, "Recovered")
-    } else {
-        (EventType::Warning, "RecoveryFailed")
+    let switchover = r.request_id.is_some();
+    let (kind, reason) = match (r.outcome == "recovered", switchover) {
+        (true, false) => (EventType::Normal, "Recovered"),
+        (false, false) => (EventType::Warning, "RecoveryFailed"),
+        (true, true) => (EventType::Normal, "SwitchedOver"),
+        (false, true) => (EventType::Warning, "SwitchoverFailed"),
     };
     let note = format!(
         "{} recovery {} of {}: {}{}{}",
@@ -359,6 +395,11 @@ async fn record_recovery(ctx: &Context, cluster: &MySQLCluster, r: &RecoveryStat
             .map(|e| format!(" ({e})"))
             .unwrap_or_default()
     );
+    let note = match (&r.request_id, r.write_outage_ms) {
+        (Some(id), Some(ms)) => format!("{note}; request {id}, write outage {ms} ms"),
+        (Some(id), None) => format!("{note}; request {id}"),
+        _ => note,
+    };
     publish(ctx, cluster, kind, reason, "Recover", note).await;
 }
 

@@ -16,6 +16,9 @@
 //! - **Resume**: a registered recovery never finished (its leader died). With a
 //!   committed successor it is completed; without one it is abandoned (nothing
 //!   irreversible happened) and the next round decides afresh.
+//! - **SwitchOver**: `spec.switchover` names a `requestId` no recovery record has
+//!   served, and nothing needs recovering: a graceful takeover, registered like a
+//!   recovery (kind `GracefulTakeover`) and committed the same way.
 //! - **Hold**: a failure is detected but not recovered, with the reason: the cluster
 //!   is paused, a single instance, automatic recovery is off for the code, the failed
 //!   instance is downtimed, or a recent recovery blocks further ones (anti-flapping,
@@ -121,6 +124,14 @@ pub enum Decision {
     Recover(Analysis),
     /// Complete (with a committed successor) or abandon a registered, unfinished recovery.
     Resume(RecoveryStatus),
+    /// Run the switchover `spec.switchover` requests (graceful takeover), to this pod
+    /// or, without one, to the replica the candidate rules choose.
+    SwitchOver {
+        /// The request's id.
+        request_id: String,
+        /// The target pod.
+        to: Option<String>,
+    },
     /// A failure is detected but not recovered; converge what can be.
     Hold(Blocker, Plan),
 }
@@ -141,7 +152,10 @@ pub fn decide(s: &Situation<'_>) -> Decision {
         return Decision::Resume(r.clone());
     }
     let Some(failure) = recoverable_failure(s) else {
-        return Decision::Converge(plan);
+        return match pending_switchover(s) {
+            Some((request_id, to)) => Decision::SwitchOver { request_id, to },
+            None => Decision::Converge(plan),
+        };
     };
     if s.spec.replicas == 1 {
         return Decision::Hold(Blocker::SingleInstance, plan);
@@ -163,6 +177,18 @@ pub fn decide(s: &Situation<'_>) -> Decision {
         return Decision::Hold(b, plan);
     }
     Decision::Recover(failure.clone())
+}
+
+/// A `spec.switchover` request no recovery record has served yet.
+fn pending_switchover(s: &Situation<'_>) -> Option<(String, Option<String>)> {
+    let req = s.spec.switchover.as_ref()?;
+    s.status.primary.as_ref()?;
+    let served = s
+        .status
+        .recoveries
+        .iter()
+        .any(|r| r.request_id.as_deref() == Some(req.request_id.as_str()));
+    (!served).then(|| (req.request_id.clone(), req.to.clone()))
 }
 
 /// The block a recent recovery puts on further automatic recoveries, if any: the last

@@ -22,11 +22,14 @@ use super::decide::{RECOVERY_HISTORY, RUNNING, code_name};
 use super::status::{Member, mark_recovering};
 use crate::api::{MySQLCluster, MySQLClusterStatus, RecoveryStatus, RecoveryStepStatus};
 use crate::provisioning::ROLE_LABEL;
+use crate::provisioning::{MONITOR_USER, OPERATOR_USER, REPLICATION_USER};
 use crate::topology::analysis::Analysis;
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::recovery::{
-    Outcome, PlannedStep, RecoveryContext, RecoveryRecord, StepGuard, recover, recover_dead_master,
+    Outcome, PlannedStep, RecoveryContext, RecoveryRecord, StepGuard, StepKind, graceful_takeover,
+    recover, recover_dead_master,
 };
+use crate::topology::session::Connector;
 use crate::{Error, Result};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
@@ -100,6 +103,7 @@ pub fn completed(
     };
     let started_ms = registered.started_at.0.as_millisecond();
     RecoveryStatus {
+        write_outage_ms: write_outage_ms(record),
         successor: record.successor.as_ref().map(|k| pod_of(members, k)),
         lost_replicas: record
             .lost_replicas
@@ -128,6 +132,22 @@ pub fn completed(
             .collect(),
         ..registered.clone()
     }
+}
+
+/// For a switchover: from the old primary turning read-only until the end of the
+/// promotion.
+fn write_outage_ms(record: &RecoveryRecord) -> Option<i64> {
+    let read_only = record
+        .steps
+        .iter()
+        .find(|s| s.kind == StepKind::SetReadOnly && s.ok)?;
+    let promoted = record
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.kind == StepKind::Promote && s.ok)?;
+    let end = promoted.started_at_ms + promoted.duration_micros / 1000;
+    Some(end.saturating_sub(read_only.started_at_ms) as i64)
 }
 
 /// Registers, fences and runs the recovery of `analysis`; returns the cluster as last
@@ -169,6 +189,101 @@ pub async fn run(
     .await
     .ok_or_else(|| Error::Invalid(format!("{:?} is not actionable", analysis.code)))?;
     finish(ctx, guard, &registered, &record, members).await
+}
+
+/// Runs the switchover `spec.switchover` asks for: registered like a recovery (kind
+/// `GracefulTakeover`, with the request id), the primary's role label removed, the
+/// engine's graceful takeover (deadline and rollback) with the successor committed
+/// before its promotion, then every client connection on the old primary killed so
+/// applications reconnect through the `-primary` Service. A target that is no member
+/// or already the primary is refused with a failed record.
+#[allow(clippy::too_many_arguments)]
+pub async fn switch_over(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    members: &[Member],
+    instances: &[Instance],
+    request_id: &str,
+    to: Option<&str>,
+    engine: &RecoveryContext,
+) -> Result<MySQLCluster> {
+    let status = cluster.status.clone().unwrap_or_default();
+    let now = Timestamp::now();
+    let primary = status.primary.clone().unwrap_or_default();
+    let registered = RecoveryStatus {
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        kind: "GracefulTakeover".into(),
+        failed: primary.clone(),
+        outcome: RUNNING.into(),
+        leader: ctx.identity.clone(),
+        started_at: Time(now),
+        request_id: Some(request_id.into()),
+        ..RecoveryStatus::default()
+    };
+    let target = match to {
+        None => Ok(None),
+        Some(pod) if pod == primary => Err(format!("{pod} is already the primary")),
+        Some(pod) => members
+            .iter()
+            .find(|m| m.pod == pod)
+            .map(|m| Some(m.key.clone()))
+            .ok_or_else(|| format!("{pod} is not an instance of this cluster")),
+    };
+    let target = match target {
+        Ok(t) => t,
+        Err(why) => {
+            let refused = RecoveryStatus {
+                outcome: "failed".into(),
+                error: Some(format!("switchover refused: {why}")),
+                ended_at: Some(Time(now)),
+                ..registered
+            };
+            return write_status(ctx, cluster, with_recovery(&status, refused)).await;
+        }
+    };
+    let mut status = with_recovery(&status, registered.clone());
+    mark_recovering(
+        &mut status,
+        format!("switchover {request_id} from {primary} is running"),
+        now,
+    );
+    let cluster = write_status(ctx, cluster, status).await?;
+    fence_label(ctx, &cluster, &primary).await;
+    let guard = Commit::new(ctx, members, &registered, cluster);
+    let record = graceful_takeover(engine, instances, target.as_ref(), &guard).await;
+    if record.outcome == Outcome::Recovered
+        && let Some(old) = members.iter().find(|m| m.pod == primary)
+    {
+        kill_client_connections(&engine.connector, &old.key).await;
+    }
+    finish(ctx, guard, &registered, &record, members).await
+}
+
+/// Kills every client session on the demoted primary (korc's own and the server's
+/// threads aside), so applications reconnect through the Service to the new primary
+/// instead of holding sessions on a read-only replica.
+async fn kill_client_connections(connector: &Connector, key: &InstanceKey) {
+    let Ok(mut s) = connector.connect(key).await else {
+        return;
+    };
+    let keep = [
+        OPERATOR_USER,
+        REPLICATION_USER,
+        MONITOR_USER,
+        "system user",
+        "event_scheduler",
+    ];
+    let query = format!(
+        "SELECT CAST(ID AS CHAR) AS id FROM information_schema.PROCESSLIST \
+         WHERE ID <> CONNECTION_ID() AND USER NOT IN ({})",
+        keep.map(|u| format!("'{u}'")).join(", ")
+    );
+    let Ok(rows) = s.rows(&query).await else {
+        return;
+    };
+    for id in rows.iter().filter_map(|r| r.get("id").cloned().flatten()) {
+        let _ = s.exec(&format!("KILL CONNECTION {id}")).await;
+    }
 }
 
 /// Completes a registered recovery whose leader stopped after committing its
@@ -235,9 +350,16 @@ async fn finish(
         done.error.clone_from(&registered.error);
     }
     let mut status = with_recovery(&cluster.status.clone().unwrap_or_default(), done.clone());
-    if record.outcome == Outcome::Recovered && done.kind == "DeadMaster" {
-        status.primary = done.successor.clone();
-        status.last_failover_time = Some(Time(now));
+    match record.outcome {
+        Outcome::Recovered => {
+            status.primary = done.successor.clone();
+            if done.kind == "DeadMaster" {
+                status.last_failover_time = Some(Time(now));
+            }
+        }
+        // The old primary is writable again: it stays (or is again) the primary.
+        Outcome::RolledBack => status.primary = Some(done.failed.clone()),
+        Outcome::Failed | Outcome::Abandoned => {}
     }
     write_status(ctx, &cluster, status).await
 }

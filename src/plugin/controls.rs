@@ -77,7 +77,7 @@ pub enum Progress {
 /// Where the switchover `request_id` stands in `status` (raw JSON, so fields this
 /// version of korc does not know are read too).
 ///
-/// The record in `status.switchovers` with this `requestId` decides once it has an
+/// The record in `status.recoveries` with this `requestId` decides once it has an
 /// `outcome`: `recovered` is success, `failed` or `rolledBack` failure. Without such a
 /// record, the switchover is done when `status.primary` is the requested pod, or, with
 /// no pod requested, any pod other than `primary_before`.
@@ -88,7 +88,7 @@ pub fn progress(
     primary_before: Option<&str>,
 ) -> Progress {
     let primary = status["primary"].as_str();
-    let record = status["switchovers"]
+    let record = status["recoveries"]
         .as_array()
         .into_iter()
         .flatten()
@@ -100,7 +100,7 @@ pub fn progress(
                     return Progress::Done { primary: p.into() };
                 }
             }
-            "failed" | "rolledBack" => {
+            "failed" | "rolledBack" | "abandoned" => {
                 return Progress::Failed {
                     outcome: outcome.into(),
                     error: record.and_then(|r| r["error"].as_str()).map(Into::into),
@@ -200,18 +200,18 @@ mod tests {
             (json!({}), None, Progress::Pending),
             // Another request's record does not count.
             (
-                json!({"primary": "db-0", "switchovers": [{"requestId": "other", "outcome": "failed"}]}),
+                json!({"primary": "db-0", "recoveries": [{"requestId": "other", "outcome": "failed"}]}),
                 Some("db-1"),
                 Progress::Pending,
             ),
             // This request's record decides.
             (
-                json!({"primary": "db-1", "switchovers": [{"requestId": "r", "outcome": "recovered"}]}),
+                json!({"primary": "db-1", "recoveries": [{"requestId": "r", "outcome": "recovered"}]}),
                 Some("db-1"),
                 done("db-1"),
             ),
             (
-                json!({"primary": "db-0", "switchovers": [{"requestId": "r", "outcome": "rolledBack", "error": "catch-up timed out"}]}),
+                json!({"primary": "db-0", "recoveries": [{"requestId": "r", "outcome": "rolledBack", "error": "catch-up timed out"}]}),
                 Some("db-1"),
                 Progress::Failed {
                     outcome: "rolledBack".into(),
@@ -219,7 +219,7 @@ mod tests {
                 },
             ),
             (
-                json!({"primary": "db-0", "switchovers": [{"requestId": "r", "outcome": "failed"}]}),
+                json!({"primary": "db-0", "recoveries": [{"requestId": "r", "outcome": "failed"}]}),
                 None,
                 Progress::Failed {
                     outcome: "failed".into(),
@@ -227,7 +227,7 @@ mod tests {
                 },
             ),
             (
-                json!({"primary": "db-1", "switchovers": [{"requestId": "r", "outcome": "running"}]}),
+                json!({"primary": "db-1", "recoveries": [{"requestId": "r", "outcome": "running"}]}),
                 Some("db-1"),
                 Progress::Pending,
             ),

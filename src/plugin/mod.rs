@@ -71,7 +71,7 @@ pub enum Command {
     /// Request a graceful switchover: sets spec.switchover with a new requestId and
     /// prints it.
     ///
-    /// With --wait, polls the cluster until status.switchovers has an outcome for this
+    /// With --wait, polls the cluster until status.recoveries has an outcome for this
     /// requestId, or status.primary names the new primary (the requested pod, else any
     /// pod other than the primary before the request).
     Switchover {

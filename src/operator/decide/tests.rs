@@ -123,6 +123,12 @@ fn kind(d: &Decision) -> String {
         Decision::Converge(_) => "converge".into(),
         Decision::Recover(a) => format!("recover {}", code_name(a.code)),
         Decision::Resume(r) => format!("resume {}", r.id),
+        Decision::SwitchOver { request_id, to } => {
+            format!(
+                "switch over {request_id} to {}",
+                to.as_deref().unwrap_or("any")
+            )
+        }
         Decision::Hold(b, _) => format!("hold {}", b.reason()),
     }
 }
@@ -302,4 +308,28 @@ fn the_anti_flapping_message_says_how_to_acknowledge() {
         panic!()
     };
     assert_eq!(until, now() + SignedDuration::from_secs(3590));
+}
+
+#[test]
+fn a_switchover_request_runs_once_and_never_before_a_recovery() {
+    let mut spec = spec();
+    spec.switchover = Some(crate::api::SwitchoverSpec {
+        to: Some("db-2".into()),
+        request_id: "req-1".into(),
+    });
+    let p = Policy::default();
+    let d = decide_with(&spec, &status("db-0"), &healthy(), &p);
+    assert_eq!(kind(&d), "switch over req-1 to db-2");
+    let served = MySQLClusterStatus {
+        recoveries: vec![RecoveryStatus {
+            kind: "GracefulTakeover".into(),
+            request_id: Some("req-1".into()),
+            ..recovery("recovered", now())
+        }],
+        ..status("db-2")
+    };
+    let d = decide_with(&spec, &served, &healthy(), &p);
+    assert_eq!(kind(&d), "converge", "a served request does not run again");
+    let d = decide_with(&spec, &status("db-0"), &dead_primary(), &p);
+    assert_eq!(kind(&d), "recover DeadMaster", "a dead primary comes first");
 }
