@@ -420,6 +420,10 @@ fn a_stalled_applier_fails_the_recovery_and_a_later_one_loses_nothing() {
         primary.kill9();
         let (code, rec) = korc_json(&args);
         assert_eq!(code, 5, "{rec:#}");
+        assert!(
+            !steps(&rec).contains(&"promote".to_string()),
+            "no promotion is even tried: {rec:#}"
+        );
         let error = rec["error"].as_str().unwrap();
         assert!(error.contains("applied nothing for 1s"), "{rec:#}");
         assert!(rec.get("successor").is_none(), "{rec:#}");
