@@ -4,7 +4,9 @@
 mod common;
 
 use common::korc::*;
-use common::workload::{WritableWatcher, Writer, assert_has_rows, create_app_schema};
+use common::workload::{
+    WritableWatcher, Writer, assert_everywhere, assert_has_rows, create_app_schema,
+};
 use common::{namespace, wait_for};
 use futures::StreamExt;
 use korc::api::MySQLCluster;
@@ -158,18 +160,7 @@ async fn crashed_primary_is_replaced_once_without_losing_a_write_and_rejoins() {
         .clone();
     assert_eq!(old["role"], "replica", "{old:#}");
     assert_eq!(old["source"], new_primary.as_str(), "{old:#}");
-    for pod in PODS {
-        wait_for(&format!("{pod} has every acknowledged row"), 20, || async {
-            let mut c = try_root_conn(&client, "crash", "db", pod).await?;
-            let n: Option<u64> =
-                mysql_async::prelude::Queryable::query_first(&mut c, "SELECT COUNT(*) FROM app.t")
-                    .await
-                    .ok()?;
-            (n? as usize >= acknowledged.len()).then_some(())
-        })
-        .await;
-        assert_has_rows(&client, "crash", "db", pod, &acknowledged).await;
-    }
+    assert_everywhere(&client, "crash", "db", &PODS, &acknowledged).await;
     let violations = watcher.stop().await;
     assert!(
         violations.is_empty(),
@@ -423,18 +414,7 @@ async fn switchover_under_writes_named_automatic_and_rolled_back() {
     wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
 
     let acknowledged = writer.stop().await;
-    for pod in PODS {
-        wait_for(&format!("{pod} caught up"), 20, || async {
-            let mut c = try_root_conn(&client, "switch", "db", pod).await?;
-            let n: Option<u64> =
-                mysql_async::prelude::Queryable::query_first(&mut c, "SELECT COUNT(*) FROM app.t")
-                    .await
-                    .ok()?;
-            (n? as usize >= acknowledged.len()).then_some(())
-        })
-        .await;
-        assert_has_rows(&client, "switch", "db", pod, &acknowledged).await;
-    }
+    assert_everywhere(&client, "switch", "db", &PODS, &acknowledged).await;
 
     // A target whose applier is blocked cannot catch up: the switchover rolls back and
     // the primary stays writable.

@@ -173,37 +173,28 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     };
     let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
     let (plan, blocker) = match decision {
-        Decision::Recover(failure) => {
-            cluster = failover::run(
-                &ctx,
-                &cluster,
-                &members,
-                &instances,
-                &failure,
-                &engine(&connector, &policy, &replication),
-            )
-            .await?;
+        Decision::Recover(_) | Decision::SwitchOver { .. } => {
+            let engine = engine(&connector, &policy, &replication);
+            cluster = match decision {
+                Decision::Recover(failure) => {
+                    failover::run(&ctx, &cluster, &members, &instances, &failure, &engine).await?
+                }
+                Decision::SwitchOver { request_id, to } => {
+                    failover::switch_over(
+                        &ctx,
+                        &cluster,
+                        &members,
+                        &instances,
+                        &request_id,
+                        to.as_deref(),
+                        &engine,
+                    )
+                    .await?
+                }
+                _ => unreachable!("matched above"),
+            };
             after_recovery(&ctx, &cluster).await;
-            instances = probe_cluster(&connector, &keys, &instances).await;
-            analysis = analyze(&instances, &policy, now_ms());
-            let primary = cluster.status.as_ref().and_then(|s| s.primary.clone());
-            (
-                bootstrap::plan(&members, &instances, primary.as_deref(), semi_sync),
-                None,
-            )
-        }
-        Decision::SwitchOver { request_id, to } => {
-            cluster = failover::switch_over(
-                &ctx,
-                &cluster,
-                &members,
-                &instances,
-                &request_id,
-                to.as_deref(),
-                &engine(&connector, &policy, &replication),
-            )
-            .await?;
-            after_recovery(&ctx, &cluster).await;
+            // The topology changed: converge on what it is now.
             instances = probe_cluster(&connector, &keys, &instances).await;
             analysis = analyze(&instances, &policy, now_ms());
             let primary = cluster.status.as_ref().and_then(|s| s.primary.clone());

@@ -148,6 +148,26 @@ pub async fn assert_has_rows(
     );
 }
 
+/// Waits until every pod has at least as many rows as were acknowledged, then checks
+/// each acknowledged number is there.
+pub async fn assert_everywhere(
+    client: &kube::Client,
+    ns: &str,
+    cluster: &str,
+    pods: &[&str],
+    acknowledged: &BTreeSet<u32>,
+) {
+    for pod in pods {
+        super::wait_for(&format!("{pod} has every acknowledged row"), 20, || async {
+            let mut c = try_root_conn(client, ns, cluster, pod).await?;
+            let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM app.t").await.ok()?;
+            (n? as usize >= acknowledged.len()).then_some(())
+        })
+        .await;
+        assert_has_rows(client, ns, cluster, pod, acknowledged).await;
+    }
+}
+
 /// Checks every 100 ms that at most one instance of the cluster has `read_only=0`.
 pub struct WritableWatcher {
     stop: Arc<AtomicBool>,
