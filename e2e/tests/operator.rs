@@ -172,6 +172,14 @@ async fn scaling_up_and_down_and_deleting() {
         gone.then_some(())
     })
     .await;
+    // The operator forgets it too: no metric series of the deleted cluster remain.
+    let series = "namespace=\"scale\",cluster=\"db\"";
+    wait_for(
+        "the deleted cluster's metric series dropped",
+        30,
+        || async { (!leader_metrics(&client).await.contains(series)).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

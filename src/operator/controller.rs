@@ -106,6 +106,28 @@ impl Context {
         }
     }
 
+    /// Drops what korc keeps for clusters that no longer exist (`namespace/name` keys
+    /// not in `present`): their memory and their metric series.
+    pub fn forget_all_but(&self, present: &std::collections::HashSet<String>) {
+        let mut all = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<String> = all
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect();
+        for id in gone {
+            let memory = all.remove(&id).unwrap_or_default();
+            let (namespace, cluster) = id.split_once('/').unwrap_or(("", id.as_str()));
+            self.metrics.forget(
+                &ClusterLabels {
+                    namespace: namespace.into(),
+                    cluster: cluster.into(),
+                },
+                memory.code.as_deref(),
+            );
+        }
+    }
+
     fn memory<T>(&self, key: &str, f: impl FnOnce(&mut Memory) -> T) -> T {
         let mut all = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         f(all.entry(key.to_string()).or_default())

@@ -69,6 +69,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Drops a deleted cluster's series (`code`: its current analysis gauge, if any).
+    pub fn forget(&self, cluster: &ClusterLabels, code: Option<&str>) {
+        self.status_writes.remove(cluster);
+        self.reconcile_errors.remove(cluster);
+        if let Some(code) = code {
+            self.analysis.remove(&CodeLabels {
+                namespace: cluster.namespace.clone(),
+                cluster: cluster.cluster.clone(),
+                code: code.into(),
+            });
+        }
+    }
+
     /// Metrics registered under the `korc` prefix.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self {
@@ -121,5 +134,39 @@ impl Metrics {
         );
         r.register("leader", "1 while this replica leads", m.leader.clone());
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_clusters_series_are_dropped() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        let db = ClusterLabels {
+            namespace: "shop".into(),
+            cluster: "db".into(),
+        };
+        let other = ClusterLabels {
+            namespace: "shop".into(),
+            cluster: "other".into(),
+        };
+        for c in [&db, &other] {
+            m.status_writes.get_or_create(c).inc();
+            m.analysis
+                .get_or_create(&CodeLabels {
+                    namespace: c.namespace.clone(),
+                    cluster: c.cluster.clone(),
+                    code: "NoProblem".into(),
+                })
+                .set(1);
+        }
+        m.forget(&db, Some("NoProblem"));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(!text.contains("cluster=\"db\""), "{text}");
+        assert!(text.contains("cluster=\"other\""), "{text}");
     }
 }

@@ -30,6 +30,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// How often state kept for deleted clusters is dropped.
+const FORGET_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the operator until SIGTERM or Ctrl-C: the election, the controller (which acts
 /// only while this replica leads), and `/metrics`, `/healthz` and `/readyz` on `listen`
 /// (served by every replica).
@@ -114,7 +117,22 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
         leadership,
         identity,
     ));
-    let controller = Controller::new(clusters, watcher::Config::default())
+    let controller = Controller::new(clusters, watcher::Config::default());
+    // What korc keeps per cluster (memory, metric series) goes with the cluster.
+    let known = controller.store();
+    let sweeper = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FORGET_PERIOD).await;
+            let present = known
+                .state()
+                .iter()
+                .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+                .collect();
+            sweeper.forget_all_but(&present);
+        }
+    });
+    let controller = controller
         .owns(Api::<StatefulSet>::all(client.clone()), managed.clone())
         // A pod event (container died, pod deleted) probes its cluster at once.
         .watches(Api::<Pod>::all(client), managed, |pod: Pod| {

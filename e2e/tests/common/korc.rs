@@ -171,6 +171,17 @@ pub async fn analysis_of(api: &Api<MySQLCluster>, name: &str, pod: &str) -> Opti
 /// `korc_status_writes_total` of a cluster, read from the leading operator pod's /metrics
 /// (after checking /healthz and /readyz).
 pub async fn status_writes(client: &kube::Client, ns: &str, cluster: &str) -> u64 {
+    let metrics = leader_metrics(client).await;
+    let needle = format!("korc_status_writes_total{{namespace=\"{ns}\",cluster=\"{cluster}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {needle} in {metrics}"))
+}
+
+/// The leading operator pod's /metrics text (after checking /healthz and /readyz).
+pub async fn leader_metrics(client: &kube::Client) -> String {
     let leader = leader_pod(client).await;
     let ip = Api::<Pod>::namespaced(client.clone(), "korc-system")
         .get(&leader)
@@ -191,13 +202,7 @@ pub async fn status_writes(client: &kube::Client, ns: &str, cluster: &str) -> u6
     for path in ["/healthz", "/readyz"] {
         assert!(get(path).starts_with("HTTP/1.0 200"), "{path}");
     }
-    let metrics = get("/metrics");
-    let needle = format!("korc_status_writes_total{{namespace=\"{ns}\",cluster=\"{cluster}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {needle} in {metrics}"))
+    get("/metrics")
 }
 
 /// The operator pod holding the leader Lease (waiting until one does).
