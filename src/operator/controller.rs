@@ -750,11 +750,9 @@ async fn report(
     let labels = cluster_labels(cluster);
     let previous_code = ctx.memory(id, |m| m.code.replace(code.clone()));
     if previous_code.as_deref() != Some(code.as_str()) {
+        // One series per cluster: the current code's.
         if let Some(old) = &previous_code {
-            ctx.metrics
-                .analysis
-                .get_or_create(&code_labels(&labels, old))
-                .set(0);
+            ctx.metrics.analysis.remove(&code_labels(&labels, old));
         }
         ctx.metrics
             .analysis

@@ -52,7 +52,7 @@ pub struct Metrics {
     pub probes: Family<OutcomeLabels, Counter>,
     /// Probe latency of reachable instances.
     pub probe_seconds: Histogram,
-    /// 1 for each cluster's current summary analysis code.
+    /// 1 for each cluster's current summary analysis code (one series per cluster).
     pub analysis: Family<CodeLabels, Gauge>,
     /// Topology actions (attach, make writable, ...) by outcome.
     pub actions: Family<OutcomeLabels, Counter>,
