@@ -25,7 +25,7 @@
 //!   orchestrator's RecoveryPeriodBlockSeconds) until acknowledged.
 
 use super::bootstrap::{self, Plan};
-use super::status::Member;
+use super::status::{Member, code_name, pod_of};
 use crate::api::{MySQLClusterSpec, MySQLClusterStatus, RecoveryStatus};
 use crate::topology::analysis::{Analysis, AnalysisCode};
 use crate::topology::instance::Instance;
@@ -170,7 +170,7 @@ pub fn decide(s: &Situation<'_>) -> Decision {
         return Decision::Hold(Blocker::AutomaticRecoveryDisabled { code }, plan);
     }
     if failure.skippable_due_to_downtime {
-        let pod = pod_of(s, failure);
+        let pod = pod_of(s.members, &failure.instance);
         return Decision::Hold(Blocker::Downtimed { pod }, plan);
     }
     if let Some(b) = anti_flapping(s.spec, s.status, s.now) {
@@ -249,21 +249,6 @@ fn is_intermediate_master_failure(code: AnalysisCode) -> bool {
             | DeadIntermediateMasterWithSingleReplicaFailingToConnect
             | AllIntermediateMasterReplicasFailingToConnectOrDead
     )
-}
-
-fn pod_of(s: &Situation<'_>, a: &Analysis) -> String {
-    s.members
-        .iter()
-        .find(|m| m.key == a.instance)
-        .map_or_else(|| a.instance.to_string(), |m| m.pod.clone())
-}
-
-/// An analysis code's name as the status spells it.
-pub fn code_name(code: AnalysisCode) -> String {
-    serde_json::to_value(code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@
 //! - Pods are named in the record, as everywhere in the status.
 
 use super::controller::{Context, write_status};
-use super::decide::{RECOVERY_HISTORY, RUNNING, code_name};
-use super::status::{Member, mark_recovering};
+use super::decide::{RECOVERY_HISTORY, RUNNING};
+use super::status::{Member, code_name, mark_recovering, pod_of};
 use crate::api::{MySQLCluster, MySQLClusterStatus, RecoveryStatus, RecoveryStepStatus};
 use crate::provisioning::ROLE_LABEL;
 use crate::provisioning::{MONITOR_USER, OPERATOR_USER, REPLICATION_USER};
@@ -42,12 +42,9 @@ use std::time::Duration;
 /// The longest the role-label fence may delay a promotion.
 pub const FENCE_BOUND: Duration = Duration::from_millis(500);
 
-/// The pod of an instance key, or the key itself for an instance outside the cluster.
-pub fn pod_of(members: &[Member], key: &InstanceKey) -> String {
-    members
-        .iter()
-        .find(|m| &m.key == key)
-        .map_or_else(|| key.to_string(), |m| m.pod.clone())
+/// A new recovery's id: short enough to read in `kubectl describe`.
+fn recovery_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
 /// The registration of a new recovery: outcome `running`, by this leader.
@@ -63,7 +60,7 @@ pub fn registration(
         "DeadIntermediateMaster"
     };
     RecoveryStatus {
-        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        id: recovery_id(),
         kind: kind.into(),
         analysis_code: Some(code_name(analysis.code)),
         failed: pod_of(members, &analysis.instance),
@@ -211,7 +208,7 @@ pub async fn switch_over(
     let now = Timestamp::now();
     let primary = status.primary.clone().unwrap_or_default();
     let registered = RecoveryStatus {
-        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        id: recovery_id(),
         kind: "GracefulTakeover".into(),
         failed: primary.clone(),
         outcome: RUNNING.into(),

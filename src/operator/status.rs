@@ -59,7 +59,8 @@ fn time(ms: u64) -> Time {
     Time(Timestamp::from_millisecond(ms as i64).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
-fn pod_of(members: &[Member], key: &InstanceKey) -> String {
+/// The pod of an instance key, or the key itself for an instance outside the cluster.
+pub fn pod_of(members: &[Member], key: &InstanceKey) -> String {
     members
         .iter()
         .find(|m| &m.key == key)
@@ -77,7 +78,8 @@ pub fn summary_code(analysis: &[Analysis]) -> AnalysisCode {
         .map_or(AnalysisCode::NoProblem, |a| a.code)
 }
 
-fn code_name(code: AnalysisCode) -> String {
+/// An analysis code's name as the status spells it.
+pub fn code_name(code: AnalysisCode) -> String {
     serde_json::to_value(code)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
