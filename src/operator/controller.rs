@@ -743,6 +743,7 @@ async fn report(
         primary: plan.primary.as_deref(),
         excluded: &plan.excluded,
         blocker,
+        primary_held: plan.primary_held.as_deref(),
         now: Timestamp::now(),
     };
     let new = status::build(cluster, &observation);

@@ -51,6 +51,8 @@ pub struct Observation<'a> {
     pub excluded: &'a BTreeMap<String, String>,
     /// Why a detected failure is not recovered, when it is not.
     pub blocker: Option<&'a Blocker>,
+    /// Why the primary is kept read-only (its data is behind its replicas'), if it is.
+    pub primary_held: Option<&'a str>,
     /// Now.
     pub now: Timestamp,
 }
@@ -221,11 +223,14 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
             "PrimaryUnreachable",
             format!("{} cannot be reached", o.primary.unwrap_or_default()),
         ),
-        Some(p) if !p.is_writable() => (
-            false,
-            "PrimaryReadOnly",
-            format!("{} is read-only", o.primary.unwrap_or_default()),
-        ),
+        Some(p) if !p.is_writable() => match o.primary_held {
+            Some(why) => (false, "PrimaryBehind", why.to_string()),
+            None => (
+                false,
+                "PrimaryReadOnly",
+                format!("{} is read-only", o.primary.unwrap_or_default()),
+            ),
+        },
         Some(_) => (
             true,
             "PrimaryWritable",

@@ -64,6 +64,7 @@ fn observe(c: &MySQLCluster, instances: &[Instance], primary: Option<&str>) -> M
             primary,
             excluded: &excluded,
             blocker: None,
+            primary_held: None,
             now: Timestamp::from_second(100).unwrap(),
         },
     )
@@ -180,6 +181,7 @@ fn transition_times_move_only_on_transitions() {
             primary: Some("db-0"),
             excluded: &excluded,
             blocker: None,
+            primary_held: None,
             now: Timestamp::from_second(999).unwrap(),
         },
     );
@@ -199,6 +201,7 @@ fn transition_times_move_only_on_transitions() {
             primary: Some("db-0"),
             excluded: &excluded,
             blocker: None,
+            primary_held: None,
             now: Timestamp::from_second(1500).unwrap(),
         },
     );
@@ -207,4 +210,37 @@ fn transition_times_move_only_on_transitions() {
         cond(&s, "Available").last_transition_time,
         Time(Timestamp::from_second(1500).unwrap())
     );
+}
+
+#[test]
+fn a_primary_kept_read_only_because_it_is_behind_says_why() {
+    let c = cluster(2);
+    let instances = [
+        instance("10.0.0.0:3306", None, false),
+        instance("10.0.0.1:3306", Some("10.0.0.0:3306"), false),
+    ];
+    let m = members(2);
+    let analysis = analyze(&instances, &Policy::default(), 0);
+    let excluded = BTreeMap::new();
+    let why =
+        "db-0 lacks transactions every other instance has (empty or older data): not made writable";
+    let s = build(
+        &c,
+        &Observation {
+            members: &m,
+            instances: &instances,
+            analysis: &analysis,
+            primary: Some("db-0"),
+            excluded: &excluded,
+            blocker: None,
+            primary_held: Some(why),
+            now: Timestamp::from_second(100).unwrap(),
+        },
+    );
+    let available = cond(&s, "Available");
+    assert_eq!(
+        (available.status.as_str(), available.reason.as_str()),
+        ("False", "PrimaryBehind")
+    );
+    assert_eq!(available.message, why);
 }
