@@ -64,13 +64,7 @@ async fn bench(runs: usize) {
             .await
             .unwrap();
         let killed = Instant::now();
-        let new = wait_status(&api, "db", "a new primary", 30, |s| {
-            s["primary"]
-                .as_str()
-                .filter(|p| *p != old)
-                .map(str::to_string)
-        })
-        .await;
+        let new = wait_new_primary(&api, "db", &old, 30).await;
         let ip = pod_ip(&client, "bench", &new).await;
         let endpoint = common::wait_for("-primary on the new primary", 30, || async {
             (endpoint_ips(&client, "bench", "db-primary").await? == vec![ip.clone()])

@@ -92,13 +92,7 @@ async fn crashed_primary_is_replaced_once_without_losing_a_write_and_rejoins() {
         .await
         .unwrap();
     let killed = Instant::now();
-    let new_primary = wait_status(&api, "db", "a new primary", 20, |s| {
-        s["primary"]
-            .as_str()
-            .filter(|p| *p != "db-0")
-            .map(str::to_string)
-    })
-    .await;
+    let new_primary = wait_new_primary(&api, "db", "db-0", 20).await;
     let ip = pod_ip(&client, "crash", &new_primary).await;
     wait_for("-primary lists only the new primary", 20, || async {
         (endpoint_ips(&client, "crash", "db-primary").await? == vec![ip.clone()]).then_some(())
@@ -255,13 +249,7 @@ async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement()
     cp.inject(&Fault::Kill(ContainerRef::pod("flap", "db-0")))
         .await
         .unwrap();
-    let first = wait_status(&api, "db", "the first failover", 20, |s| {
-        s["primary"]
-            .as_str()
-            .filter(|p| *p != "db-0")
-            .map(str::to_string)
-    })
-    .await;
+    let first = wait_new_primary(&api, "db", "db-0", 20).await;
     let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
     let blocked = condition(&s, "RecoveryBlocked");
     assert_eq!(blocked["reason"], "AntiFlapping", "{s:#}");
@@ -299,13 +287,7 @@ async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement()
     )
     .await
     .unwrap();
-    let second = wait_status(&api, "db", "the second failover", 20, |s| {
-        s["primary"]
-            .as_str()
-            .filter(|p| *p != first)
-            .map(str::to_string)
-    })
-    .await;
+    let second = wait_new_primary(&api, "db", &first, 20).await;
     let cluster = api.get("db").await.unwrap();
     assert!(
         !cluster

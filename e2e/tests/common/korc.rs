@@ -246,3 +246,25 @@ pub async fn wait_status<T>(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Waits until the status names a primary other than `old`; returns it.
+pub async fn wait_new_primary(
+    api: &Api<MySQLCluster>,
+    name: &str,
+    old: &str,
+    seconds: u64,
+) -> String {
+    wait_status(
+        api,
+        name,
+        &format!("a primary other than {old}"),
+        seconds,
+        |s| {
+            s["primary"]
+                .as_str()
+                .filter(|p| *p != old)
+                .map(str::to_string)
+        },
+    )
+    .await
+}
