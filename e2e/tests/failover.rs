@@ -250,9 +250,15 @@ async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement()
         .await
         .unwrap();
     let first = wait_new_primary(&api, "db", "db-0", 20).await;
-    let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
-    let blocked = condition(&s, "RecoveryBlocked");
-    assert_eq!(blocked["reason"], "AntiFlapping", "{s:#}");
+    // The recovery's own record write comes a moment before the status rebuilt from
+    // the next probe: wait for the latter, which shows the block.
+    let s = wait_status(&api, "db", "3/3 NoProblem under anti-flapping", 60, |s| {
+        (s["ready"] == "3/3"
+            && s["analysisCode"] == "NoProblem"
+            && condition(s, "RecoveryBlocked")["reason"] == "AntiFlapping")
+            .then(|| s.clone())
+    })
+    .await;
     assert!(s["recoveryBlockedUntil"].is_string(), "{s:#}");
 
     // The new primary hangs: detected, shown, not recovered.
