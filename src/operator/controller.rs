@@ -197,14 +197,33 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let (plan, blocker) = match decision {
         Decision::Recover(_) | Decision::SwitchOver { .. } => {
             let engine = engine(&connector, &policy, &replication);
+            // The registration carries what korc sees now (the failure, not the last
+            // report's healthy picture), so the status tells the truth while it runs.
+            let seen = bootstrap::plan(&members, &instances, status.primary.as_deref(), semi_sync);
+            let mut observed = cluster.clone();
+            observed.status = Some(status::build(
+                &cluster,
+                &Observation {
+                    members: &members,
+                    instances: &instances,
+                    analysis: &analysis,
+                    primary: seen.primary.as_deref(),
+                    excluded: &seen.excluded,
+                    blocker: None,
+                    primary_held: seen.primary_held.as_deref(),
+                    now: Timestamp::now(),
+                },
+            ));
+            let cluster_now = observed;
             cluster = match decision {
                 Decision::Recover(failure) => {
-                    failover::run(&ctx, &cluster, &members, &instances, &failure, &engine).await?
+                    failover::run(&ctx, &cluster_now, &members, &instances, &failure, &engine)
+                        .await?
                 }
                 Decision::SwitchOver { request_id, to } => {
                     failover::switch_over(
                         &ctx,
-                        &cluster,
+                        &cluster_now,
                         &members,
                         &instances,
                         &request_id,
