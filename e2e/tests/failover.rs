@@ -322,30 +322,6 @@ async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement()
     );
 }
 
-/// Requests a switchover and waits for the recovery record that serves it.
-async fn switch_over(
-    api: &Api<MySQLCluster>,
-    request: &str,
-    to: Option<&str>,
-    seconds: u64,
-) -> Value {
-    api.patch(
-        "db",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"switchover": {"requestId": request, "to": to}}})),
-    )
-    .await
-    .unwrap();
-    wait_status(api, "db", &format!("switchover {request}"), seconds, |s| {
-        s["recoveries"]
-            .as_array()?
-            .iter()
-            .find(|r| r["requestId"] == request && r["outcome"] != "running")
-            .cloned()
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn switchover_under_writes_named_automatic_and_rolled_back() {
     let cp = korc_installed().await;
@@ -367,7 +343,7 @@ async fn switchover_under_writes_named_automatic_and_rolled_back() {
 
     // Named: db-0 → db-1, under writes.
     let asked = Instant::now();
-    let r = switch_over(&api, "named-1", Some("db-1"), 30).await;
+    let r = switch_over(&api, "db", "named-1", Some("db-1"), 30).await;
     assert_eq!(r["outcome"], "recovered", "{r:#}");
     assert_eq!(
         (r["failed"].as_str(), r["successor"].as_str()),
@@ -395,7 +371,7 @@ async fn switchover_under_writes_named_automatic_and_rolled_back() {
     assert_eq!(old["source"], "db-1", "{old:#}");
 
     // Automatic: korc chooses the target.
-    let r = switch_over(&api, "auto-1", None, 30).await;
+    let r = switch_over(&api, "db", "auto-1", None, 30).await;
     assert_eq!(r["outcome"], "recovered", "{r:#}");
     assert_ne!(r["successor"], "db-1");
     let primary = r["successor"].as_str().unwrap().to_string();
@@ -415,7 +391,7 @@ async fn switchover_under_writes_named_automatic_and_rolled_back() {
     mysql_async::prelude::Queryable::query_drop(&mut p, "INSERT INTO app.t VALUES (1000000)")
         .await
         .unwrap();
-    let r = switch_over(&api, "blocked-1", Some(target), 60).await;
+    let r = switch_over(&api, "db", "blocked-1", Some(target), 60).await;
     assert_eq!(r["outcome"], "rolledBack", "{r:#}");
     mysql_async::prelude::Queryable::query_drop(&mut lock, "UNLOCK TABLES")
         .await

@@ -6,7 +6,6 @@ mod common;
 
 use common::korc::*;
 use common::{namespace, wait_for};
-use k8s_openapi::api::core::v1::Pod;
 use korc::api::MySQLCluster;
 use korc_e2e::{ContainerRef, Fault};
 use kube::api::{Api, PostParams};
@@ -14,17 +13,6 @@ use std::time::{Duration, Instant};
 
 /// The chart's default lease duration.
 const LEASE_DURATION: Duration = Duration::from_secs(5);
-
-async fn node_of(client: &kube::Client, ns: &str, pod: &str) -> String {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .get(pod)
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .node_name
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_standby_takes_over_when_the_leaders_node_is_lost_and_acts() {

@@ -392,6 +392,7 @@ impl<'a> Commit<'a> {
             return Err(format!("{} no longer leads", self.ctx.identity));
         }
         let PlannedStep::Promote { candidate, .. } = step else {
+            stall_at(step).await;
             return Ok(());
         };
         let successor = pod_of(self.members, candidate);
@@ -414,8 +415,30 @@ impl<'a> Commit<'a> {
         *cluster = write_status(self.ctx, &cluster, status)
             .await
             .map_err(|e| format!("cannot commit {successor} as the primary: {e}"))?;
+        stall_at(step).await;
         Ok(())
     }
+}
+
+/// Failpoint `recovery-step-<step kind>` (e.g. `recovery-step-promote`), set to
+/// `return` in a test build: the recovery stalls for good just before that step (after
+/// the successor's commit, for a promotion), as if the operator froze there, so tests
+/// can lose the leader at a chosen step. Does nothing in builds without `failpoints`.
+async fn stall_at(step: &PlannedStep) {
+    #[cfg(feature = "failpoints")]
+    {
+        let name = format!("recovery-step-{}", step.kind());
+        let stall = || {
+            fail::fail_point!(&name, |_| true);
+            false
+        };
+        if stall() {
+            tracing::warn!(failpoint = %name, "stalled at a failpoint");
+            std::future::pending::<()>().await;
+        }
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = step;
 }
 
 impl StepGuard for Commit<'_> {

@@ -1,4 +1,5 @@
-//! The operator's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`.
+//! The operator's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, and in builds with
+//! the `failpoints` feature (tests only) `/failpoints/{name}`.
 
 use axum::Router;
 use axum::extract::State;
@@ -56,10 +57,35 @@ pub async fn serve(
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { StatusCode::OK }))
-        .route("/readyz", get(readyz))
-        .with_state(shared);
+        .route("/readyz", get(readyz));
+    #[cfg(feature = "failpoints")]
+    let app = app.route(
+        "/failpoints/{name}",
+        axum::routing::put(set_failpoint).delete(remove_failpoint),
+    );
+    let app = app.with_state(shared);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// `PUT /failpoints/{name}` with the actions as body (the `fail` crate's syntax, e.g.
+/// `return`): tests stop the operator at a chosen point.
+#[cfg(feature = "failpoints")]
+async fn set_failpoint(
+    axum::extract::Path(name): axum::extract::Path<String>,
+    actions: String,
+) -> (StatusCode, String) {
+    match fail::cfg(name, actions.trim()) {
+        Ok(()) => (StatusCode::OK, String::new()),
+        Err(e) => (StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// `DELETE /failpoints/{name}`.
+#[cfg(feature = "failpoints")]
+async fn remove_failpoint(axum::extract::Path(name): axum::extract::Path<String>) -> StatusCode {
+    fail::remove(name);
+    StatusCode::OK
 }

@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use korc::api::MySQLCluster;
 use korc_e2e::ControlPlane;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use mysql_async::prelude::Queryable;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use tokio::sync::OnceCell;
 
@@ -267,4 +267,62 @@ pub async fn wait_new_primary(
         },
     )
     .await
+}
+
+/// Requests a switchover and waits for the recovery record that serves it.
+pub async fn switch_over(
+    api: &Api<MySQLCluster>,
+    name: &str,
+    request: &str,
+    to: Option<&str>,
+    seconds: u64,
+) -> Value {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"switchover": {"requestId": request, "to": to}}})),
+    )
+    .await
+    .unwrap();
+    wait_status(api, name, &format!("switchover {request}"), seconds, |s| {
+        s["recoveries"]
+            .as_array()?
+            .iter()
+            .find(|r| r["requestId"] == request && r["outcome"] != "running")
+            .cloned()
+    })
+    .await
+}
+
+/// The node a pod runs on.
+pub async fn node_of(client: &kube::Client, ns: &str, pod: &str) -> String {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .get(pod)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .node_name
+        .unwrap()
+}
+
+/// Sets failpoint `name` to `actions` on an operator pod (korc built with the
+/// `failpoints` feature, as `cargo test --workspace` builds it).
+pub async fn set_failpoint(client: &kube::Client, operator_pod: &str, name: &str, actions: &str) {
+    use std::io::{Read, Write};
+    let ip = pod_ip(client, "korc-system", operator_pod).await;
+    let mut conn = std::net::TcpStream::connect((ip.as_str(), 8080)).expect("korc's HTTP port");
+    write!(
+        conn,
+        "PUT /failpoints/{name} HTTP/1.0\r\nHost: korc\r\nContent-Length: {}\r\n\r\n{actions}",
+        actions.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200"),
+        "setting failpoint {name} on {operator_pod}: {response}\n\
+         (build korc with its failpoints: cargo build -p korc --features failpoints)"
+    );
 }
