@@ -409,3 +409,208 @@ async fn switchover_under_writes_named_automatic_and_rolled_back() {
         "two writable instances: {violations:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hung_primary_is_replaced_within_8s_and_never_writable_again() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "hang").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "hang");
+    api.create(&PostParams::default(), &semi_sync_cluster("db"))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let mut root = root_conn(&client, "hang", "db", "db-0").await;
+    create_app_schema(&mut root).await;
+    let watcher = WritableWatcher::start(client.clone(), "hang", "db", &PODS);
+    let writer = Writer::start(client.clone(), "hang", "db");
+    wait_for("the writer's first rows", 20, || async {
+        (writer.count() >= 20).then_some(())
+    })
+    .await;
+
+    // A hung primary keeps its connections open: only the replicas' heartbeat and
+    // slave_net_timeout tell it is gone.
+    cp.inject(&Fault::Stop(ContainerRef::pod("hang", "db-0")))
+        .await
+        .unwrap();
+    let stopped = Instant::now();
+    let new_primary = wait_new_primary(&api, "db", "db-0", 20).await;
+    println!(
+        "SIGSTOP → {new_primary} committed as the primary after {:?}",
+        stopped.elapsed()
+    );
+    let ip = pod_ip(&client, "hang", &new_primary).await;
+    wait_for("-primary lists only the new primary", 20, || async {
+        (endpoint_ips(&client, "hang", "db-primary").await? == vec![ip.clone()]).then_some(())
+    })
+    .await;
+    let failed_over = stopped.elapsed();
+    {
+        let api = api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            println!("DEBUG {:#}", status(&api, "db").await);
+        });
+    }
+    // The writer gives up on a statement after 2 s, as an application would: its first
+    // insert on the new primary comes after that, on a new connection.
+    let accepted = wait_for("the writer's inserts on the new primary", 20, || async {
+        writer.first_ack_after(stopped, &ip)
+    })
+    .await
+        - stopped;
+    println!(
+        "SIGSTOP → -primary endpoint on {new_primary} after {failed_over:?}; first insert there after {accepted:?}"
+    );
+    assert!(failed_over < Duration::from_secs(8), "took {failed_over:?}");
+    let acknowledged = writer.stop().await;
+    assert_has_rows(&client, "hang", "db", &new_primary, &acknowledged).await;
+
+    // korc could not make the hung primary read-only, so it deleted its pod: whatever
+    // wakes is read-only and out of the -primary Service.
+    let record = wait_status(&api, "db", "the recovery's record", 20, |s| {
+        s["recoveries"]
+            .as_array()?
+            .iter()
+            .find(|r| r["failed"] == "db-0" && r["outcome"] != "running")
+            .cloned()
+    })
+    .await;
+    assert_eq!(record["outcome"], "recovered", "{record:#}");
+    let killed = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["kind"] == "deletePod")
+        .cloned();
+    assert!(
+        killed
+            .as_ref()
+            .is_some_and(|st| st["ok"] == true && st["instance"] == "db-0"),
+        "{record:#}"
+    );
+    // The stopped process is gone with its pod; the signal reaches whatever runs now.
+    let _ = cp
+        .inject(&Fault::Continue(ContainerRef::pod("hang", "db-0")))
+        .await;
+    wait_for("the woken primary read-only", 20, || async {
+        let mut woken = try_root_conn(&client, "hang", "db", "db-0").await?;
+        (scalar(&mut woken, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await == "1")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        endpoint_ips(&client, "hang", "db-primary").await,
+        Some(vec![ip.clone()])
+    );
+    // It rejoins under the new primary, or — when the stop caught a transaction it
+    // had logged but no replica had received — is held out with that errant GTID.
+    let s = wait_status(&api, "db", "the woken primary placed", 60, |s| {
+        let old = s["instances"]
+            .as_array()?
+            .iter()
+            .find(|i| i["name"] == "db-0")?;
+        ((old["role"] == "replica" && old["source"] == new_primary.as_str())
+            || old["role"] == "excluded")
+            .then(|| old.clone())
+    })
+    .await;
+    println!("woken old primary: {s:#}");
+    assert_eq!(status(&api, "db").await["primary"], new_primary.as_str());
+    let violations = watcher.stop().await;
+    assert!(
+        violations.is_empty(),
+        "two writable instances: {violations:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn must_not_and_downtimed_replicas_are_never_promoted() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "rules").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "rules");
+    let mut cluster = sample("db", 3);
+    cluster.spec.recovery.block_period_seconds = 0;
+    api.create(&PostParams::default(), &cluster).await.unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let first = status(&api, "db").await["primary"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let replicas: Vec<&str> = PODS.iter().copied().filter(|p| *p != first).collect();
+    let (must_not, other) = (replicas[0], replicas[1]);
+    api.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"instances": {must_not: {"promotionRule": "must_not"}}}})),
+    )
+    .await
+    .unwrap();
+    wait_status(&api, "db", "the promotion rule in the status", 30, |s| {
+        s["instances"]
+            .as_array()?
+            .iter()
+            .any(|i| i["name"] == must_not && i["promotionRule"] == "must_not")
+            .then_some(())
+    })
+    .await;
+
+    // The must_not replica is passed over for the other one.
+    cp.inject(&Fault::Stop(ContainerRef::pod("rules", &first)))
+        .await
+        .unwrap();
+    let second = wait_new_primary(&api, "db", &first, 30).await;
+    assert_eq!(second, other, "{:#}", status(&api, "db").await);
+    cp.inject(&Fault::Continue(ContainerRef::pod("rules", &first)))
+        .await
+        .unwrap();
+    wait_status(&api, "db", "3 instances back", 60, |s| {
+        (s["ready"] == "3/3").then_some(())
+    })
+    .await;
+
+    // With the only other candidate downtimed, nobody is promoted and the record
+    // says why.
+    let until =
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(1);
+    api.patch(
+        "db",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"instances": {&first: {"downtimeUntil": until.to_string()}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cp.inject(&Fault::Stop(ContainerRef::pod("rules", &second)))
+        .await
+        .unwrap();
+    let failed = wait_status(&api, "db", "a recovery with no candidate", 30, |s| {
+        s["recoveries"]
+            .as_array()?
+            .iter()
+            .find(|r| r["failed"] == second.as_str() && r["outcome"] != "running")
+            .cloned()
+    })
+    .await;
+    println!("no candidate: {failed:#}");
+    assert_eq!(failed["outcome"], "failed", "{failed:#}");
+    assert!(failed["successor"].is_null(), "{failed:#}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = status(&api, "db").await;
+    assert_eq!(s["primary"], second.as_str(), "{s:#}");
+    for pod in [must_not, first.as_str()] {
+        let mut conn = root_conn(&client, "rules", "db", pod).await;
+        assert_eq!(
+            scalar(&mut conn, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await,
+            "1",
+            "{pod} was promoted"
+        );
+    }
+    cp.inject(&Fault::Continue(ContainerRef::pod("rules", &second)))
+        .await
+        .unwrap();
+}

@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 
 /// The field manager of every object korc applies.
 pub const FIELD_MANAGER: &str = "korc";
+/// Bound on each statement of a recovery (the probe's is 1 s).
+const RECOVERY_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Objects are re-applied at least this often, to undo drift.
 const REAPPLY: Duration = Duration::from_secs(60);
 
@@ -379,8 +381,12 @@ fn engine(
     policy: &Policy,
     replication: &ReplicationCredentials,
 ) -> RecoveryContext {
+    let mut connector = connector.clone();
+    // Stopping a replica whose source hangs waits for its receiver to give up, up to
+    // the net timeout: the engine's statements get more time than the probe's.
+    connector.query_timeout = RECOVERY_QUERY_TIMEOUT;
     RecoveryContext {
-        connector: connector.clone(),
+        connector,
         policy: policy.clone(),
         replication: replication.clone(),
     }
@@ -663,6 +669,8 @@ fn connector(members: &[Member], passwords: &Passwords) -> Connector {
         user: provisioning::OPERATOR_USER.into(),
         password: passwords.operator.clone(),
     });
+    // A hung instance must not hold a probe round (every second) for long.
+    c.query_timeout = Duration::from_secs(1);
     for m in members {
         if let Some(address) = m.address.as_ref().filter(|a| **a != m.key) {
             c.map_address(m.key.clone(), address.clone());

@@ -9,7 +9,7 @@
 //!   re-reads and decides again (and sees the running recovery).
 //! - The failed primary loses its `korc.dev/role` label first, so the `-primary`
 //!   Service stops sending it traffic even before the promotion; this never waits more
-//!   than [`FENCE_BOUND`].
+//!   than [`FENCE_BOUND`]. The successor gets the label as soon as it is writable.
 //! - Before every step the leader checks it still leads, and before the promotion it
 //!   commits the successor to `status.primary` (precondition again): the commit point.
 //!   A leader that lost its Lease stops between two steps and leaves the registered
@@ -36,7 +36,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use std::time::Duration;
 
 /// The longest the role-label fence may delay a promotion.
@@ -173,7 +173,7 @@ pub async fn run(
     tracing::info!(cluster = %cluster.name_any(), id = %registered.id,
         failed = %registered.failed, code = ?analysis.code, "recovery registered");
     if analysis.code.is_master_failure() {
-        fence_label(ctx, &cluster, &registered.failed).await;
+        set_role_label(ctx, &cluster, &registered.failed, None).await;
     }
     let guard = Commit::new(ctx, members, &registered, cluster);
     let record = recover(
@@ -245,7 +245,7 @@ pub async fn switch_over(
         now,
     );
     let cluster = write_status(ctx, cluster, status).await?;
-    fence_label(ctx, &cluster, &primary).await;
+    set_role_label(ctx, &cluster, &primary, None).await;
     let guard = Commit::new(ctx, members, &registered, cluster);
     let record = graceful_takeover(engine, instances, target.as_ref(), &guard).await;
     if record.outcome == Outcome::Recovered
@@ -341,6 +341,11 @@ async fn finish(
     let cluster = guard.cluster.into_inner();
     let now = Timestamp::now();
     let mut done = completed(registered, record, members, now);
+    if record.outcome == Outcome::Recovered
+        && let Some(step) = kill_unfenced(ctx, &cluster, &done).await
+    {
+        done.steps.push(step);
+    }
     if let (Some(note), Some(error)) = (&registered.error, &record.error) {
         done.error = Some(format!("{note}; {error}"));
     } else if registered.error.is_some() {
@@ -448,23 +453,88 @@ impl StepGuard for Commit<'_> {
     ) -> BoxFuture<'b, std::result::Result<(), String>> {
         Box::pin(self.check(step))
     }
+
+    /// A writable successor gets the primary role label at once, so the `-primary`
+    /// Service follows the promotion instead of the end of the recovery (repointing,
+    /// fencing a hung old primary); the next reconcile sets every other label.
+    fn after<'b>(&'b self, step: &'b PlannedStep) -> BoxFuture<'b, ()> {
+        Box::pin(async move {
+            let promoted = match step {
+                PlannedStep::Promote {
+                    candidate,
+                    writable: true,
+                    ..
+                } => candidate,
+                PlannedStep::MakeWritable { master } => master,
+                _ => return,
+            };
+            let pod = pod_of(self.members, promoted);
+            let cluster = self.cluster.lock().await.clone();
+            set_role_label(self.ctx, &cluster, &pod, Some("primary")).await;
+        })
+    }
 }
 
-/// Removes the failed primary's role label, so the `-primary` Service stops selecting
-/// it, within [`FENCE_BOUND`]; the recovery goes on whatever happens.
-async fn fence_label(ctx: &Context, cluster: &MySQLCluster, pod: &str) {
+/// Sets (or with `None` removes) a pod's role label within [`FENCE_BOUND`]: the
+/// `-primary` Service selects by it. The recovery goes on whatever happens.
+async fn set_role_label(ctx: &Context, cluster: &MySQLCluster, pod: &str, role: Option<&str>) {
     let ns = cluster.metadata.namespace.clone().unwrap_or_default();
     let api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
-    let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: null}}});
+    let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: role}}});
     let params = PatchParams::default();
     let merge = Patch::Merge(&patch);
     match tokio::time::timeout(FENCE_BOUND, api.patch(pod, &params, &merge)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(%pod, error = %e, "cannot remove the failed primary's role label")
-        }
-        Err(_) => tracing::warn!(%pod, "removing the failed primary's role label timed out"),
+        Ok(Err(e)) => tracing::warn!(%pod, ?role, error = %e, "cannot set the role label"),
+        Err(_) => tracing::warn!(%pod, ?role, "setting the role label timed out"),
     }
+}
+
+/// A failed primary korc could not make read-only because it did not answer (hung, or
+/// its node cut off) would be writable again the moment it wakes. Its pod is deleted,
+/// with a short grace period (never forced: a StatefulSet pod on an unreachable node
+/// stays until its node confirms), so it restarts read-only and rejoins instead. One
+/// that refused the connection is down and restarts read-only anyway. Returns the
+/// step for the record.
+async fn kill_unfenced(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    done: &RecoveryStatus,
+) -> Option<RecoveryStepStatus> {
+    let unfenced = done.steps.iter().any(|s| {
+        s.kind == "fenceOldPrimary"
+            && !s.ok
+            && s.instance.as_ref() == Some(&done.failed)
+            && s.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("did not answer"))
+    });
+    if !unfenced {
+        return None;
+    }
+    let ns = cluster.metadata.namespace.clone().unwrap_or_default();
+    let api = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+    let params = DeleteParams {
+        grace_period_seconds: Some(1),
+        ..DeleteParams::default()
+    };
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(FENCE_BOUND, api.delete(&done.failed, &params)).await;
+    let (ok, detail) = match result {
+        Ok(Ok(_)) => (
+            true,
+            "not fenced over SQL: its pod is deleted, so it restarts read-only".to_string(),
+        ),
+        Ok(Err(e)) => (false, format!("cannot delete its pod: {e}")),
+        Err(_) => (false, "deleting its pod timed out".to_string()),
+    };
+    Some(RecoveryStepStatus {
+        kind: "deletePod".into(),
+        instance: Some(done.failed.clone()),
+        duration_ms: format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+        ok,
+        detail: Some(detail),
+    })
 }
 
 /// A registered recovery whose leader stopped before committing a successor: nothing

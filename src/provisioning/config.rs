@@ -86,9 +86,12 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
     let mut cnf = String::from("# Managed by korc.\n[mysqld]\n");
     cnf += "log_bin=mysql-bin\nrelay_log=relay-bin\nbinlog_format=ROW\nread_only=ON\nrelay_log_recovery=OFF\n";
     cnf += "skip_name_resolve=ON\n";
+    // A hung primary (SIGSTOP, a frozen VM) keeps its connections open and sends no
+    // heartbeat (one every net_timeout/2 s): its replicas give up on it after 2 s, and
+    // only then can korc tell it is dead rather than unreachable from korc alone.
     match flavor {
         Flavor::Mariadb => {
-            cnf += "log_slave_updates=ON\ngtid_strict_mode=ON\nslave_net_timeout=4\n";
+            cnf += "log_slave_updates=ON\ngtid_strict_mode=ON\nslave_net_timeout=2\n";
             // Every instance starts read-only with the source side off (korc turns it on
             // on the primary only: a replica's applier would wait for acknowledgements
             // nobody sends) and the replica side on, which also makes a crashed primary
@@ -101,7 +104,7 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
         }
         Flavor::Mysql => {
             cnf += "log_replica_updates=ON\ngtid_mode=ON\nenforce_gtid_consistency=ON\nsuper_read_only=ON\n";
-            cnf += "replica_net_timeout=4\n";
+            cnf += "replica_net_timeout=2\n";
             if semi.is_some() {
                 cnf += &format!(
                     "plugin_load_add=semisync_source.so\nplugin_load_add=semisync_replica.so\n\

@@ -60,7 +60,9 @@ pub async fn status(api: &Api<MySQLCluster>, name: &str) -> Value {
     serde_json::to_value(api.get(name).await.unwrap().status).unwrap()
 }
 
-/// Waits until the cluster reports `ready` instances and `code`.
+/// Waits until the cluster reports `ready` instances and `code`, with the instance
+/// `status.primary` names probed as the primary (a recovery's record lands a moment
+/// before the status rebuilt from the next probe).
 pub async fn wait_settled(
     api: &Api<MySQLCluster>,
     name: &str,
@@ -70,7 +72,15 @@ pub async fn wait_settled(
 ) -> Value {
     wait_for(&format!("{name} {ready} {code}"), seconds, || async {
         let s = status(api, name).await;
-        (s["ready"] == ready && s["analysisCode"] == code && s["primary"].is_string()).then_some(s)
+        let primary = s["primary"].as_str()?;
+        let probed_primary = s["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["role"] == "primary")
+            .map(|i| i["name"].as_str())
+            .collect::<Vec<_>>()
+            == [Some(primary)];
+        (s["ready"] == ready && s["analysisCode"] == code && probed_primary).then_some(s)
     })
     .await
 }

@@ -70,7 +70,11 @@ impl<R: Replication> Executor<'_, R> {
             }))
             .await;
             for (s, t, r) in results {
+                let ok = r.is_ok();
                 self.record(rec, s, t, r)?;
+                if ok {
+                    self.guard.after(s).await;
+                }
             }
             if let Some((s, reason)) = refused {
                 return Err(RecoveryError::Abandoned {
@@ -180,9 +184,14 @@ impl<R: Replication> Executor<'_, R> {
             PlannedStep::Promote {
                 candidate,
                 writable,
+                semi_sync,
             } => {
-                sql.promote(candidate, *writable).await?;
-                String::new()
+                sql.promote(candidate, *writable, *semi_sync).await?;
+                if *semi_sync {
+                    "semi-sync source on".into()
+                } else {
+                    String::new()
+                }
             }
             PlannedStep::MakeWritable { master } => {
                 sql.set_read_only(master, false).await?;

@@ -10,6 +10,12 @@ pub trait StepGuard: Send + Sync {
     /// Called before each step; an Err stops the recovery before the step runs, and
     /// the record says `abandoned` with this step and reason.
     fn before<'a>(&'a self, step: &'a PlannedStep) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Called after each step that succeeded (the operator moves the `-primary`
+    /// Service to a promoted instance at once, not when the whole recovery ends).
+    fn after<'a>(&'a self, _step: &'a PlannedStep) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// A guard that lets every step run (the command line's).

@@ -37,6 +37,9 @@ pub enum PlannedStep {
         candidate: InstanceKey,
         /// Make it writable [ApplyMySQLPromotionAfterMasterFailover].
         writable: bool,
+        /// Turn on the semi-sync source side before it becomes writable (the master
+        /// it replaces had it on), so no write is acknowledged before a replica has it.
+        semi_sync: bool,
     },
     /// Make a read-only master writable; nothing else changes.
     MakeWritable {
@@ -281,6 +284,7 @@ pub fn dead_master(
     steps.push(PlannedStep::Promote {
         candidate: promoted.clone(),
         writable: policy.apply_promotion,
+        semi_sync: dead.semi_sync.master_enabled,
     });
     let (followers, lost) = followers(replicas.iter(), dead, &promoted, None);
     steps.extend(followers.iter().map(|k| PlannedStep::Repoint {
@@ -295,7 +299,7 @@ pub fn dead_master(
         .map(|better| {
             let others: Vec<InstanceKey> =
                 followers.iter().filter(|k| *k != better).cloned().collect();
-            switch(&promoted, better, &others)
+            switch(&promoted, better, &others, dead.semi_sync.master_enabled)
         });
     Ok(Plan {
         successor: promoted,
@@ -329,6 +333,7 @@ pub fn completion(
         steps.push(PlannedStep::Promote {
             candidate: successor.clone(),
             writable: policy.apply_promotion,
+            semi_sync: dead.semi_sync.master_enabled,
         });
     }
     let orphans: Vec<Instance> = view
@@ -406,8 +411,14 @@ fn fence_and_detach(
 
 /// Switching the primary role from `primary` to its replica `target`: the primary
 /// turns read-only, the target applies everything it wrote and is promoted, `others`
-/// follow it, and the old primary becomes its replica.
-pub fn switch(primary: &InstanceKey, target: &InstanceKey, others: &[InstanceKey]) -> Switch {
+/// follow it, and the old primary becomes its replica. With `semi_sync` the target
+/// becomes a semi-sync source before it is writable, as the primary was.
+pub fn switch(
+    primary: &InstanceKey,
+    target: &InstanceKey,
+    others: &[InstanceKey],
+    semi_sync: bool,
+) -> Switch {
     let mut steps = vec![
         PlannedStep::SetReadOnly {
             primary: primary.clone(),
@@ -419,6 +430,7 @@ pub fn switch(primary: &InstanceKey, target: &InstanceKey, others: &[InstanceKey
         PlannedStep::Promote {
             candidate: target.clone(),
             writable: true,
+            semi_sync,
         },
     ];
     steps.extend(others.iter().map(|k| PlannedStep::Repoint {
@@ -484,7 +496,12 @@ pub fn takeover(
         .filter(|r| !r.reachable)
         .map(|r| r.key.clone())
         .collect();
-    let Switch { steps, .. } = switch(&primary.key, &chosen, &others);
+    let Switch { steps, .. } = switch(
+        &primary.key,
+        &chosen,
+        &others,
+        primary.semi_sync.master_enabled,
+    );
     Ok(Plan {
         successor: chosen,
         candidate,

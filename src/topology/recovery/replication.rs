@@ -28,9 +28,14 @@ pub trait Replication: Sync {
     fn own_position(&self, key: &InstanceKey) -> impl Future<Output = Result<String>> + Send;
     /// Stops replication (both threads).
     fn stop_replica(&self, key: &InstanceKey) -> impl Future<Output = Result<()>> + Send;
-    /// Turns a replica into a master: replication forgotten, writable if asked.
-    fn promote(&self, key: &InstanceKey, writable: bool)
-    -> impl Future<Output = Result<()>> + Send;
+    /// Turns a replica into a master: replication forgotten, a semi-sync source if
+    /// asked, then writable if asked.
+    fn promote(
+        &self,
+        key: &InstanceKey,
+        writable: bool,
+        semi_sync: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Points the instance at `source` with GTID auto-positioning and starts replication.
     fn point_to(
         &self,
@@ -106,11 +111,14 @@ impl Replication for Connector {
         s.exec(&stop).await
     }
 
-    async fn promote(&self, key: &InstanceKey, writable: bool) -> Result<()> {
+    async fn promote(&self, key: &InstanceKey, writable: bool, semi_sync: bool) -> Result<()> {
         let mut s = self.connect(key).await?;
         let d = s.dialect;
         s.exec(&d.stop_replica()).await?;
         s.exec(&d.reset_replica_all()).await?;
+        if semi_sync {
+            s.exec(&d.set_semi_sync_source(true)).await?;
+        }
         if writable {
             for stmt in d.set_read_only(false) {
                 s.exec(&stmt).await?;

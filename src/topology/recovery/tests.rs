@@ -101,11 +101,12 @@ impl Replication for Fake {
         self.call("stop_replica", key)
     }
 
-    async fn promote(&self, key: &InstanceKey, writable: bool) -> SqlResult<()> {
+    async fn promote(&self, key: &InstanceKey, writable: bool, semi_sync: bool) -> SqlResult<()> {
         self.call("promote", key)?;
         self.update(key, |i| {
             i.replication = None;
             i.read_only = Some(!writable);
+            i.semi_sync.master_enabled |= semi_sync;
         });
         Ok(())
     }

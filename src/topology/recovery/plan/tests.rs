@@ -133,7 +133,8 @@ fn no_promotion_without_apply_promotion_and_no_detach_without_detach_lost_replic
     let plan = dead_master(&replicas, &failed_master(), &policy, 0, None).unwrap();
     assert!(plan.steps.contains(&PlannedStep::Promote {
         candidate: key("a:1"),
-        writable: false
+        writable: false,
+        semi_sync: false
     }));
     assert_eq!(
         described(&plan.steps),
@@ -374,4 +375,17 @@ fn intermediate_plan_moves_reachable_orphans_up() {
     assert_eq!(plan.successor, key("m:1"));
     assert_eq!(described(&plan.steps), ["repoint a:1"]);
     assert_eq!(plan.lost, [key("d:1")]);
+}
+
+#[test]
+fn the_successor_of_a_semi_sync_master_is_a_semi_sync_source_before_it_is_writable() {
+    let mut dead = failed_master();
+    dead.semi_sync.master_enabled = true;
+    let replicas = vec![replica("a:1", 2, 10, 10)];
+    let plan = dead_master(&replicas, &dead, &Policy::default(), 0, None).unwrap();
+    assert!(plan.steps.contains(&PlannedStep::Promote {
+        candidate: key("a:1"),
+        writable: true,
+        semi_sync: true
+    }));
 }
