@@ -146,6 +146,12 @@ pub struct ClusterArgs {
     /// Never promote a replica in another region than the failed master's.
     #[arg(long)]
     pub prevent_cross_region: bool,
+    /// Unlock a locked semi-sync master by turning semi-sync on in enough replicas.
+    #[arg(long)]
+    pub recover_locked_semi_sync_master: bool,
+    /// Keep exactly as many semi-sync replicas as the master waits for.
+    #[arg(long)]
+    pub enforce_exact_semi_sync_replicas: bool,
 }
 
 fn parse_pair<V: std::str::FromStr>(s: &str) -> std::result::Result<(InstanceKey, V), String>
@@ -229,6 +235,8 @@ impl ClusterArgs {
         };
         p.prevent_cross_data_center_master_failover |= self.prevent_cross_dc;
         p.prevent_cross_region_master_failover |= self.prevent_cross_region;
+        p.recover_locked_semi_sync_master |= self.recover_locked_semi_sync_master;
+        p.enforce_exact_semi_sync_replicas |= self.enforce_exact_semi_sync_replicas;
         for (k, rule) in &self.promotion_rules {
             p.instance_mut(k).promotion_rule = *rule;
         }

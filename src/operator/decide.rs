@@ -221,7 +221,8 @@ pub fn anti_flapping(
 /// The failure korc would recover: an actionable dead-primary analysis of the
 /// committed primary, or an actionable intermediate-master analysis of a member. A
 /// writable instance other than the committed primary is never "recovered": converge
-/// fences it.
+/// fences it. A locked semi-sync primary is no failover: every replica's configuration
+/// has semi-sync on, so any replica that replicates acknowledges.
 fn recoverable_failure<'a>(s: &'a Situation<'_>) -> Option<&'a Analysis> {
     let primary_key = s
         .status

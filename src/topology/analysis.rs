@@ -88,9 +88,13 @@ pub enum AnalysisCode {
 }
 
 impl AnalysisCode {
-    /// orchestrator's dispatch (reference §1.3): codes with a recovery handler.
-    /// korc: the semi-sync codes are detection-only; korc does not rewrite the set of
-    /// semi-sync replicas behind the user's back.
+    /// orchestrator's dispatch (reference §1.3): codes with a recovery handler. As in
+    /// orchestrator, some act only when the policy asks: a read-only master with
+    /// `recover_non_writeable_master`, a locked semi-sync master with
+    /// `recover_locked_semi_sync_master` or `enforce_exact_semi_sync_replicas` (both
+    /// off by default: korc does not change the set of semi-sync replicas unasked).
+    /// `LockedSemiSyncMasterHypothesis` has no handler in orchestrator either: no
+    /// commit waits yet.
     pub fn has_recovery(self) -> bool {
         use AnalysisCode::*;
         matches!(
@@ -104,6 +108,17 @@ impl AnalysisCode {
                 | DeadCoMaster
                 | DeadCoMasterAndSomeReplicas
                 | NoWriteableMasterStructureWarning
+                | LockedSemiSyncMaster
+                | MasterWithTooManySemiSyncReplicas
+        )
+    }
+
+    /// The failure is about which replicas acknowledge a semi-sync master's commits:
+    /// the recovery changes replicas' semi-sync setting, never the primary.
+    pub fn is_semi_sync_failure(self) -> bool {
+        matches!(
+            self,
+            AnalysisCode::LockedSemiSyncMaster | AnalysisCode::MasterWithTooManySemiSyncReplicas
         )
     }
 
@@ -400,6 +415,9 @@ fn actionable(a: &Analysis, policy: &Policy) -> bool {
     use AnalysisCode::*;
     let enabled = match a.code {
         NoWriteableMasterStructureWarning => policy.recover_non_writeable_master,
+        LockedSemiSyncMaster => {
+            policy.recover_locked_semi_sync_master || policy.enforce_exact_semi_sync_replicas
+        }
         code => code.has_recovery(),
     };
     enabled && !a.skippable_due_to_downtime

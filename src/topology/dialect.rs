@@ -233,6 +233,32 @@ impl Dialect {
         format!("SET GLOBAL {name} = {}", u8::from(enabled))
     }
 
+    /// Turns the replica side of semi-sync on or off. It takes effect when the IO
+    /// thread next connects: semi-sync is negotiated at connect.
+    pub fn set_semi_sync_replica(&self, enabled: bool) -> String {
+        let name = match self.flavor {
+            Flavor::Mariadb => "rpl_semi_sync_slave_enabled",
+            Flavor::Mysql => "rpl_semi_sync_replica_enabled",
+        };
+        format!("SET GLOBAL {name} = {}", u8::from(enabled))
+    }
+
+    /// Starts only the IO (receiver) thread.
+    pub fn start_replica_io(&self) -> String {
+        format!("START {} IO_THREAD", self.replica_word())
+    }
+
+    /// A binlogged statement that changes no data, for a semi-sync master to send to
+    /// its replicas with an acknowledgement request. A replica that turned semi-sync
+    /// on after receiving the transactions commits wait for resumes past them and
+    /// never acknowledges those (MariaDB reports its start as the binlog file's
+    /// beginning); acknowledging this later event releases every commit before it.
+    /// It resets per-account hourly limits (max_queries_per_hour and the like), the
+    /// only effect, and needs RELOAD.
+    pub fn acknowledged_no_op(&self) -> &'static str {
+        "FLUSH USER_RESOURCES"
+    }
+
     /// A query that waits until the instance has applied `position` or `timeout_secs`
     /// passed. Returns a single integer: see [`Dialect::wait_succeeded`].
     pub fn wait_for_position(&self, position: &str, timeout_secs: f64) -> String {

@@ -129,9 +129,13 @@ pub struct Policy {
     pub reasonable_replication_lag_seconds: u64,
     /// Make a read-only primary writable [RecoverNonWriteableMaster].
     pub recover_non_writeable_master: bool,
-    /// Report a semi-sync master with more semi-sync replicas than it waits for
-    /// [EnforceExactSemiSyncReplicas]; korc only detects it.
+    /// Keep exactly as many semi-sync replicas as the master waits for
+    /// [EnforceExactSemiSyncReplicas]: a locked master gets more, one with too many
+    /// (`MasterWithTooManySemiSyncReplicas`, detected only with this) gets fewer.
     pub enforce_exact_semi_sync_replicas: bool,
+    /// Unlock a locked semi-sync master by turning semi-sync on in enough replicas,
+    /// never off [RecoverLockedSemiSyncMaster].
+    pub recover_locked_semi_sync_master: bool,
     /// Refuse a successor in another data center [PreventCrossDataCenterMasterFailover].
     pub prevent_cross_data_center_master_failover: bool,
     /// Refuse a successor in another region [PreventCrossRegionMasterFailover].
@@ -162,6 +166,7 @@ impl Default for Policy {
             reasonable_replication_lag_seconds: 10,
             recover_non_writeable_master: false,
             enforce_exact_semi_sync_replicas: false,
+            recover_locked_semi_sync_master: false,
             prevent_cross_data_center_master_failover: false,
             prevent_cross_region_master_failover: false,
             fail_master_promotion_on_lag_seconds: None,

@@ -280,6 +280,34 @@ fn a_downtimed_primary_is_held() {
 }
 
 #[test]
+fn a_locked_semi_sync_primary_is_never_failed_over() {
+    // db-1, the only replica acknowledging, is dead; a commit waits on db-0.
+    let mut instances = healthy();
+    instances[0].semi_sync.master_enabled = true;
+    instances[0].semi_sync.master_status = true;
+    instances[0].semi_sync.master_wait_for_replica_count = 1;
+    instances[0].semi_sync.master_wait_sessions = 1;
+    instances[1].reachable = false;
+    for p in [
+        Policy {
+            recover_locked_semi_sync_master: true,
+            ..Policy::default()
+        },
+        Policy {
+            enforce_exact_semi_sync_replicas: true,
+            ..Policy::default()
+        },
+    ] {
+        let analysis = analyze(&instances, &p, 0);
+        let primary = analysis.iter().find(|a| a.instance == key(0)).unwrap();
+        assert_eq!(primary.code, AnalysisCode::LockedSemiSyncMaster);
+        assert!(primary.actionable, "the engine would recover it");
+        let d = decide_with(&spec(), &status("db-0"), &instances, &p);
+        assert_eq!(kind(&d), "converge", "{p:?}");
+    }
+}
+
+#[test]
 fn a_single_instance_cannot_fail_over() {
     let mut p = node(0);
     p.reachable = false;

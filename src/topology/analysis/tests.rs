@@ -522,10 +522,55 @@ fn cases() -> Vec<Case> {
         ],
         "m:1",
         MasterWithTooManySemiSyncReplicas,
-        false,
+        true,
     );
     exact.policy.enforce_exact_semi_sync_replicas = true;
     v.push(exact);
+
+    let locked = || vec![m("m:1").semi_sync(1, 0, 1), r("a:1", "m:1")];
+    let mut recover_locked = case(
+        "locked semi-sync master with RecoverLockedSemiSyncMaster",
+        locked(),
+        "m:1",
+        LockedSemiSyncMaster,
+        true,
+    );
+    recover_locked.policy.recover_locked_semi_sync_master = true;
+    v.push(recover_locked);
+    let mut locked_exact = case(
+        "locked semi-sync master with EnforceExactSemiSyncReplicas",
+        locked(),
+        "m:1",
+        LockedSemiSyncMaster,
+        true,
+    );
+    locked_exact.policy.enforce_exact_semi_sync_replicas = true;
+    v.push(locked_exact);
+    let mut hypothesis = case(
+        "no commit waits yet: the hypothesis is not recovered (no handler in orchestrator)",
+        vec![m("m:1").semi_sync(1, 0, 0), r("a:1", "m:1")],
+        "m:1",
+        LockedSemiSyncMasterHypothesis,
+        false,
+    );
+    hypothesis.policy.recover_locked_semi_sync_master = true;
+    v.push(hypothesis);
+    let mut downtimed_locked = case(
+        "downtimed locked semi-sync master is not actionable",
+        locked(),
+        "m:1",
+        LockedSemiSyncMaster,
+        false,
+    );
+    downtimed_locked.policy.recover_locked_semi_sync_master = true;
+    downtimed_locked
+        .policy
+        .instance_mut(&"m:1".parse().unwrap())
+        .downtime = Some(Downtime {
+        until_ms: u64::MAX,
+        reason: "test".into(),
+    });
+    v.push(downtimed_locked);
 
     let mut recover_ro = case(
         "read-only master with RecoverNonWriteableMaster",

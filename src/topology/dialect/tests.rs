@@ -237,6 +237,16 @@ fn statements_per_version() {
     assert_eq!(MYSQL84.reset_replica_all(), "RESET REPLICA ALL");
     assert_eq!(MARIADB.reset_replica_all(), "RESET SLAVE ALL");
     assert_eq!(MYSQL8021.start_replica(), "START SLAVE");
+    assert_eq!(MYSQL84.start_replica_io(), "START REPLICA IO_THREAD");
+    assert_eq!(MARIADB.start_replica_io(), "START SLAVE IO_THREAD");
+    assert_eq!(
+        MARIADB.set_semi_sync_replica(true),
+        "SET GLOBAL rpl_semi_sync_slave_enabled = 1"
+    );
+    assert_eq!(
+        MYSQL84.set_semi_sync_replica(false),
+        "SET GLOBAL rpl_semi_sync_replica_enabled = 0"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Why a recovery stopped: each message says where and why.
 
 use super::record::StepKind;
+use super::semi_sync::Unfit;
 use crate::topology::candidate::NoCandidate;
 use crate::topology::instance::InstanceKey;
 use std::time::Duration;
@@ -64,6 +65,41 @@ pub enum RecoveryError {
         #[source]
         source: Box<StepError>,
     },
+    /// The instance is no reachable master with semi-sync on and a wait count.
+    #[error("{0} is no reachable semi-sync master")]
+    NotSemiSyncMaster(InstanceKey),
+    /// Too few replicas may acknowledge the semi-sync master's commits to reach its
+    /// wait count: nothing is changed (a partial change would not unlock it).
+    #[error(
+        "{primary} waits for {wait} acknowledgement(s); acknowledging: {}; no other replica \
+         can: {}",
+        or_none(&list(acknowledging)),
+        or_none(&unfit.iter().map(|(k, why)| format!("{k} {why}")).collect::<Vec<_>>().join(", "))
+    )]
+    CannotReachWaitCount {
+        /// The semi-sync master.
+        primary: InstanceKey,
+        /// Acknowledgements it waits for.
+        wait: u32,
+        /// Replicas acknowledging now.
+        acknowledging: Vec<InstanceKey>,
+        /// The others, and why each may not acknowledge.
+        unfit: Vec<(InstanceKey, Unfit)>,
+    },
+    /// The replicas acknowledging already are the ones the policy wants.
+    #[error(
+        "{primary} waits for {wait} acknowledgement(s) and its replicas {} acknowledge already: \
+         nothing to change",
+        or_none(&list(acknowledging))
+    )]
+    NoSemiSyncChange {
+        /// The semi-sync master.
+        primary: InstanceKey,
+        /// Acknowledgements it waits for.
+        wait: u32,
+        /// Replicas acknowledging now.
+        acknowledging: Vec<InstanceKey>,
+    },
     /// A switch could not complete, and undoing it failed too.
     #[error("{cause}; rollback failed: {rollback}")]
     RollbackFailed {
@@ -125,6 +161,23 @@ pub enum StepError {
         /// The bound.
         after: Duration,
     },
+    /// A replica turned semi-sync on but does not acknowledge within the bound.
+    #[error("{instance} does not acknowledge semi-sync commits {after:?} after turning it on")]
+    NotAcknowledging {
+        /// The replica.
+        instance: InstanceKey,
+        /// The bound.
+        after: Duration,
+    },
+    /// Commits still wait for acknowledgements on the semi-sync master.
+    #[error("{primary} still waits for acknowledgements: {source}")]
+    StillLocked {
+        /// The semi-sync master.
+        primary: InstanceKey,
+        /// Why the acknowledged event did not complete.
+        #[source]
+        source: crate::topology::Error,
+    },
     /// Catching up from a donor failed: the donor's transactions would be lost.
     #[error("donor {donor}: {source}")]
     Donor {
@@ -134,6 +187,10 @@ pub enum StepError {
         #[source]
         source: Box<StepError>,
     },
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() { "none" } else { s }
 }
 
 fn list(keys: &[InstanceKey]) -> String {

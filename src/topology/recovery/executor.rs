@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 
 /// The longest single wait between two looks at the applier's progress and errors.
 const APPLY_POLL: Duration = Duration::from_millis(500);
+/// How long a replica whose IO thread reconnects with semi-sync on may take to
+/// acknowledge (it reconnects at once: MASTER_CONNECT_RETRY is 1 s at worst).
+const SEMI_SYNC_CONNECT: Duration = Duration::from_secs(5);
+/// Between two looks at whether it acknowledges.
+const SEMI_SYNC_POLL: Duration = Duration::from_millis(20);
 
 /// How a switch ended when it did not complete.
 #[derive(Debug)]
@@ -234,7 +239,47 @@ impl<R: Replication> Executor<'_, R> {
                 sql.set_read_only(primary, false).await?;
                 "read_only=0 on the old primary".into()
             }
+            PlannedStep::EnableSemiSync { replica } => {
+                sql.set_semi_sync_replica(replica, true).await?;
+                self.wait_acknowledging(replica).await?;
+                "semi-sync on, IO thread restarted; acknowledging".into()
+            }
+            PlannedStep::DisableSemiSync { replica } => {
+                sql.set_semi_sync_replica(replica, false).await?;
+                "semi-sync off, IO thread restarted".into()
+            }
+            PlannedStep::ReleaseWaitingCommits { primary } => {
+                sql.release_waiting_commits(primary)
+                    .await
+                    .map_err(|source| StepError::StillLocked {
+                        primary: primary.clone(),
+                        source,
+                    })?;
+                let now = sql.probe(primary).await.semi_sync;
+                format!(
+                    "acknowledged; {} semi-sync replica(s), {} commit(s) waiting",
+                    now.master_clients, now.master_wait_sessions
+                )
+            }
         })
+    }
+
+    /// Waits until `replica`, whose IO thread just reconnected with semi-sync on,
+    /// reports semi-sync active on its connection.
+    async fn wait_acknowledging(&self, replica: &InstanceKey) -> Result<(), StepError> {
+        let started = Instant::now();
+        loop {
+            if self.sql.probe(replica).await.semi_sync.replica_status {
+                return Ok(());
+            }
+            if started.elapsed() >= SEMI_SYNC_CONNECT {
+                return Err(StepError::NotAcknowledging {
+                    instance: replica.clone(),
+                    after: SEMI_SYNC_CONNECT,
+                });
+            }
+            tokio::time::sleep(SEMI_SYNC_POLL).await;
+        }
     }
 
     /// Lets `candidate` fetch from `donor` what only the donor received: the donor

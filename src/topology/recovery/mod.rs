@@ -1,5 +1,6 @@
 //! Recovery: replacing a dead master, relocating the replicas of a dead intermediate
-//! master, and graceful takeover. Each is a pure plan ([`plan`]) of steps decided from
+//! master, graceful takeover, and changing which replicas acknowledge a semi-sync
+//! master's commits ([`semi_sync`]). Each is a pure plan ([`plan`]) of steps decided from
 //! probe results, run by a thin executor over the [`Replication`] trait, which asks a
 //! [`StepGuard`] before every step and records every step in a [`RecoveryRecord`].
 
@@ -11,6 +12,7 @@ mod intermediate;
 pub mod plan;
 mod record;
 mod replication;
+pub mod semi_sync;
 mod takeover;
 
 pub use dead_master::recover_dead_master;
@@ -63,6 +65,7 @@ pub async fn recover(
             dead_master::run(&exec, instances, &a.instance, analysis, successor_hint).await
         }
         AnalysisCode::NoWriteableMasterStructureWarning => make_writable(&exec, a).await,
+        c if c.is_semi_sync_failure() => semi_sync::run(&exec, instances, a).await,
         _ => intermediate::run(&exec, instances, &a.instance, analysis).await,
     })
 }

@@ -89,6 +89,23 @@ pub enum PlannedStep {
         /// The old primary.
         primary: InstanceKey,
     },
+    /// Turn semi-sync on in a replica and restart its IO thread (semi-sync is
+    /// negotiated at connect), then wait until it acknowledges.
+    EnableSemiSync {
+        /// The replica.
+        replica: InstanceKey,
+    },
+    /// Turn semi-sync off in a replica, restarting its IO thread if it runs.
+    DisableSemiSync {
+        /// The replica.
+        replica: InstanceKey,
+    },
+    /// Have a locked master binlog an event that changes no data: the replicas just
+    /// turned semi-sync acknowledge it, which releases every commit waiting before it.
+    ReleaseWaitingCommits {
+        /// The semi-sync master.
+        primary: InstanceKey,
+    },
 }
 
 impl PlannedStep {
@@ -106,6 +123,9 @@ impl PlannedStep {
             Self::WaitCatchUp { .. } => StepKind::WaitCatchUp,
             Self::DemoteOldPrimary { .. } => StepKind::DemoteOldPrimary,
             Self::Rollback { .. } => StepKind::Rollback,
+            Self::EnableSemiSync { .. } => StepKind::EnableSemiSync,
+            Self::DisableSemiSync { .. } => StepKind::DisableSemiSync,
+            Self::ReleaseWaitingCommits { .. } => StepKind::ReleaseWaitingCommits,
         }
     }
 
@@ -114,7 +134,9 @@ impl PlannedStep {
         match self {
             Self::StopReplicaIo { replica }
             | Self::Repoint { replica, .. }
-            | Self::DetachLostReplica { replica, .. } => replica,
+            | Self::DetachLostReplica { replica, .. }
+            | Self::EnableSemiSync { replica }
+            | Self::DisableSemiSync { replica } => replica,
             Self::CatchUpFromDonor { candidate, .. }
             | Self::WaitRelayLogApplied { candidate }
             | Self::Promote { candidate, .. } => candidate,
@@ -123,7 +145,8 @@ impl PlannedStep {
             Self::WaitCatchUp { target, .. } => target,
             Self::SetReadOnly { primary }
             | Self::DemoteOldPrimary { primary, .. }
-            | Self::Rollback { primary } => primary,
+            | Self::Rollback { primary }
+            | Self::ReleaseWaitingCommits { primary } => primary,
         }
     }
 }

@@ -19,6 +19,9 @@ pub enum RecoveryKind {
     GracefulTakeover,
     /// Making a read-only master writable (orchestrator's RecoverNonWriteableMaster).
     NonWriteableMaster,
+    /// Changing which replicas acknowledge a semi-sync master's commits
+    /// (orchestrator's RecoverLockedSemiSyncMaster and EnforceExactSemiSyncReplicas).
+    SemiSyncReplicas,
 }
 
 /// A step of a recovery.
@@ -56,6 +59,14 @@ pub enum StepKind {
     HandOver,
     /// Undo a switchover that could not complete.
     Rollback,
+    /// Turn semi-sync on in a replica and restart its IO thread, so that it
+    /// acknowledges the master's commits.
+    EnableSemiSync,
+    /// Turn semi-sync off in a replica and restart its IO thread.
+    DisableSemiSync,
+    /// Have the master send an event its semi-sync replicas acknowledge, releasing
+    /// the commits that waited.
+    ReleaseWaitingCommits,
 }
 
 impl std::fmt::Display for StepKind {
@@ -76,6 +87,9 @@ impl std::fmt::Display for StepKind {
             Self::DetachLostReplica => "detachLostReplica",
             Self::HandOver => "handOver",
             Self::Rollback => "rollback",
+            Self::EnableSemiSync => "enableSemiSync",
+            Self::DisableSemiSync => "disableSemiSync",
+            Self::ReleaseWaitingCommits => "releaseWaitingCommits",
         })
     }
 }

@@ -56,6 +56,17 @@ pub trait Replication: Sync {
         key: &InstanceKey,
         from: &InstanceKey,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Turns the replica side of semi-sync on or off and restarts the IO thread if it
+    /// runs, so the setting takes effect on the next connect.
+    fn set_semi_sync_replica(
+        &self,
+        key: &InstanceKey,
+        enabled: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Has a semi-sync master binlog an event that changes no data; returns once its
+    /// replicas acknowledged it, which releases every commit waiting before it.
+    fn release_waiting_commits(&self, key: &InstanceKey)
+    -> impl Future<Output = Result<()>> + Send;
 }
 
 impl Replication for Connector {
@@ -146,6 +157,30 @@ impl Replication for Connector {
         let d = s.dialect;
         s.exec(&d.stop_replica()).await?;
         s.exec(&d.detach_source(&from.host, from.port)).await
+    }
+
+    /// The IO thread restarts while the applier runs (a fit replica's does), so
+    /// MariaDB resumes from what it received instead of discarding the relay log.
+    async fn set_semi_sync_replica(&self, key: &InstanceKey, enabled: bool) -> Result<()> {
+        let mut s = self.connect(key).await?;
+        let d = s.dialect;
+        s.exec(&d.set_semi_sync_replica(enabled)).await?;
+        let status = s.rows(d.replica_status_query()).await?;
+        let receiving = status
+            .first()
+            .map(parse_replica_status)
+            .is_some_and(|r| r.io_running != ThreadState::No);
+        if receiving {
+            s.exec(&d.stop_replica_io()).await?;
+            s.exec(&d.start_replica_io()).await?;
+        }
+        Ok(())
+    }
+
+    async fn release_waiting_commits(&self, key: &InstanceKey) -> Result<()> {
+        let mut s = self.connect(key).await?;
+        let no_op = s.dialect.acknowledged_no_op();
+        s.exec(no_op).await
     }
 }
 

@@ -136,6 +136,21 @@ impl Replication for Fake {
     async fn detach(&self, key: &InstanceKey, _: &InstanceKey) -> SqlResult<()> {
         self.call("detach", key)
     }
+
+    async fn set_semi_sync_replica(&self, key: &InstanceKey, enabled: bool) -> SqlResult<()> {
+        self.call(&format!("semi_sync={}", u8::from(enabled)), key)?;
+        self.update(key, |i| {
+            i.semi_sync.replica_enabled = enabled;
+            i.semi_sync.replica_status = enabled;
+        });
+        Ok(())
+    }
+
+    async fn release_waiting_commits(&self, key: &InstanceKey) -> SqlResult<()> {
+        self.call("release", key)?;
+        self.update(key, |i| i.semi_sync.master_wait_sessions = 0);
+        Ok(())
+    }
 }
 
 /// Logs every step it is asked about; refuses the first step after one of kind
@@ -563,4 +578,130 @@ async fn takeover_rolls_back_when_the_target_cannot_catch_up() {
         log_of(&log).last().map(String::as_str),
         Some("read_only=0 m:1")
     );
+}
+
+/// A locked semi-sync master `m:1` whose acknowledging replica `a:1` died; `b:1` can
+/// take over acknowledging; `n:1` (must_not) has semi-sync on without acknowledging.
+fn locked_semi_sync() -> (Vec<Instance>, Policy) {
+    let mut m = Instance::unknown(key("m:1"));
+    m.reachable = true;
+    m.flavor = Some(Flavor::Mariadb);
+    m.server_id = Some(1);
+    m.read_only = Some(false);
+    m.gtid.binlog_state = "0-1-10".into();
+    m.gtid.current_pos = "0-1-10".into();
+    m.semi_sync.master_enabled = true;
+    m.semi_sync.master_status = true;
+    m.semi_sync.master_wait_for_replica_count = 1;
+    m.semi_sync.master_wait_sessions = 1;
+    let healthy = |k: &str, id: u32| {
+        let mut r = replica(k, id, 10, 10);
+        r.replication.as_mut().unwrap().io_running = ThreadState::Yes;
+        r
+    };
+    let mut a = healthy("a:1", 2);
+    a.reachable = false;
+    a.semi_sync.replica_enabled = true;
+    a.semi_sync.replica_status = true;
+    let mut n = healthy("n:1", 4);
+    n.semi_sync.replica_enabled = true;
+    let mut policy = Policy {
+        enforce_exact_semi_sync_replicas: true,
+        ..Policy::default()
+    };
+    policy.instance_mut(&key("n:1")).promotion_rule = PromotionRule::MustNot;
+    (vec![m, a, healthy("b:1", 3), n], policy)
+}
+
+async fn run_semi_sync(fake: &Fake, policy: Policy, instances: &[Instance]) -> RecoveryRecord {
+    let analysis = crate::topology::analysis::analyze(instances, &policy, 0)
+        .into_iter()
+        .find(|a| a.instance == key("m:1"))
+        .unwrap();
+    assert_eq!(analysis.code, AnalysisCode::LockedSemiSyncMaster);
+    assert!(analysis.actionable);
+    let ctx = context(policy);
+    let guard = Guard::new(&fake.log);
+    let exec = Executor {
+        sql: fake,
+        ctx: &ctx,
+        guard: &guard,
+    };
+    semi_sync::run(&exec, instances, &analysis).await
+}
+
+#[tokio::test]
+async fn a_locked_semi_sync_master_gets_a_new_acknowledger_then_its_commits_released() {
+    let log = Log::default();
+    let (instances, policy) = locked_semi_sync();
+    let fake = Fake::new(&instances, &log);
+    let rec = run_semi_sync(&fake, policy, &instances).await;
+    assert_eq!(rec.kind, RecoveryKind::SemiSyncReplicas);
+    assert_eq!(rec.outcome, Outcome::Recovered, "{rec:#?}");
+    assert_eq!(rec.failed, key("m:1"));
+    assert_eq!(
+        kinds(&rec),
+        [
+            "enableSemiSync b:1",
+            "releaseWaitingCommits m:1",
+            "disableSemiSync n:1"
+        ]
+    );
+    assert_eq!(
+        log_of(&log),
+        [
+            "guard enableSemiSync b:1",
+            "semi_sync=1 b:1",
+            "guard releaseWaitingCommits m:1",
+            "release m:1",
+            "guard disableSemiSync n:1",
+            "semi_sync=0 n:1",
+        ],
+        "the surplus is turned off only once the master is released"
+    );
+    assert!(
+        rec.steps[1].detail.contains("0 commit(s) waiting"),
+        "{rec:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_replica_that_cannot_turn_semi_sync_on_stops_the_recovery_before_any_turns_off() {
+    let log = Log::default();
+    let (instances, policy) = locked_semi_sync();
+    let mut fake = Fake::new(&instances, &log);
+    fake.failing.insert("semi_sync=1 b:1".into());
+    let rec = run_semi_sync(&fake, policy, &instances).await;
+    assert_eq!(rec.outcome, Outcome::Failed);
+    assert!(
+        rec.error
+            .as_deref()
+            .unwrap()
+            .contains("enableSemiSync on b:1 failed"),
+        "{rec:#?}"
+    );
+    assert!(
+        !log_of(&log)
+            .iter()
+            .any(|c| c.starts_with("semi_sync=0") || c.starts_with("release")),
+        "{:?}",
+        log_of(&log)
+    );
+}
+
+#[tokio::test]
+async fn a_locked_master_nobody_can_acknowledge_for_is_left_as_it_is_and_the_record_says_why() {
+    let log = Log::default();
+    let (mut instances, policy) = locked_semi_sync();
+    instances[2].reachable = false;
+    let fake = Fake::new(&instances, &log);
+    let rec = run_semi_sync(&fake, policy, &instances).await;
+    assert_eq!(rec.outcome, Outcome::Failed);
+    assert!(rec.steps.is_empty());
+    let error = rec.error.unwrap();
+    assert!(
+        error.contains("b:1 unreachable") && error.contains("n:1 must_not"),
+        "{error}"
+    );
+    assert!(log_of(&log).is_empty());
 }
