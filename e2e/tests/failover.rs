@@ -614,3 +614,110 @@ async fn must_not_and_downtimed_replicas_are_never_promoted() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configuration_change_rolls_every_pod_with_one_switchover_and_no_primary_restart() {
+    let cp = korc_installed().await;
+    let client = cp.client().await.unwrap();
+    namespace(&client, "roll").await;
+    let api = Api::<MySQLCluster>::namespaced(client.clone(), "roll");
+    api.create(&PostParams::default(), &semi_sync_cluster("db"))
+        .await
+        .unwrap();
+    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    let mut root = root_conn(&client, "roll", "db", "db-0").await;
+    create_app_schema(&mut root).await;
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), "roll");
+    let uid = |p: &k8s_openapi::api::core::v1::Pod| p.metadata.uid.clone().unwrap();
+    let mut before = std::collections::BTreeMap::new();
+    for pod in PODS {
+        before.insert(pod, uid(&pods.get(pod).await.unwrap()));
+    }
+    let watcher = WritableWatcher::start(client.clone(), "roll", "db", &PODS);
+    let writer = Writer::start(client.clone(), "roll", "db");
+    wait_for("the writer's first rows", 20, || async {
+        (writer.count() >= 20).then_some(())
+    })
+    .await;
+
+    // Every 100 ms: is a pod being deleted while the status names it the primary?
+    let restarted_primary = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let monitor = {
+        let (api, pods, seen, stop) = (
+            api.clone(),
+            pods.clone(),
+            restarted_primary.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let primary = status(&api, "db").await["primary"].clone();
+                for pod in PODS {
+                    let deleting = pods
+                        .get_opt(pod)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+                    if deleting && primary == pod {
+                        seen.lock().unwrap().push(pod.to_string());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    let asked = Instant::now();
+    let patch = json!({"spec": {"mysqlConfig": {"max_connections": "321"}}});
+    api.patch("db", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
+    wait_for(
+        "every pod restarted with max_connections=321",
+        300,
+        || async {
+            for pod in PODS {
+                let p = pods.get(pod).await.ok()?;
+                if uid(&p) == before[pod] || !common::is_ready(&p) {
+                    return None;
+                }
+                let mut c = try_root_conn(&client, "roll", "db", pod).await?;
+                if scalar(&mut c, "SELECT CAST(@@global.max_connections AS CHAR)").await != "321" {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+    let rolled = asked.elapsed();
+    let gap = writer.longest_gap();
+    let acknowledged = writer.stop().await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    monitor.await.unwrap();
+    println!("rolled 3 pods in {rolled:?}; longest pause between acknowledged inserts {gap:?}");
+
+    let recoveries = s["recoveries"].as_array().unwrap();
+    assert_eq!(recoveries.len(), 1, "one switchover, nothing else: {s:#}");
+    let r = &recoveries[0];
+    assert_eq!(r["kind"], "GracefulTakeover", "{r:#}");
+    assert!(
+        r["requestId"].as_str().unwrap().starts_with("rollout-"),
+        "{r:#}"
+    );
+    assert_eq!(r["outcome"], "recovered", "{r:#}");
+    let restarted = restarted_primary.lock().unwrap().clone();
+    assert!(
+        restarted.is_empty(),
+        "primary pods deleted while serving: {restarted:?}"
+    );
+    assert_everywhere(&client, "roll", "db", &PODS, &acknowledged).await;
+    let violations = watcher.stop().await;
+    assert!(
+        violations.is_empty(),
+        "two writable instances: {violations:?}"
+    );
+}

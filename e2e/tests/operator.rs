@@ -368,8 +368,8 @@ async fn restarted_replica_rejoins_config_rolls_and_errant_replica_is_held_out()
         Some(())
     })
     .await;
-    // Restarting the primary's pod fails over (a rolling switchover comes later):
-    // whichever instance is primary afterwards accepts writes.
+    // The primary's pod restarts last, after a switchover: whichever instance is
+    // primary afterwards accepts writes.
     let s = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
     let primary = s["primary"].as_str().unwrap().to_string();
     let mut p = root_conn(&client, "rejoin", "db", &primary).await;

@@ -226,13 +226,7 @@ mod tests {
     use crate::topology::instance::{Flavor, Replication, ThreadState};
 
     fn member(i: usize) -> Member {
-        Member {
-            pod: format!("db-{i}"),
-            ordinal: i as i32,
-            key: format!("10.0.0.{i}:3306").parse().unwrap(),
-            address: None,
-            zone: None,
-        }
+        Member::numbered(i)
     }
 
     fn fresh(i: usize) -> Instance {

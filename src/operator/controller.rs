@@ -26,9 +26,10 @@ use crate::topology::probe::{now_ms, probe_cluster};
 use crate::topology::recovery::RecoveryContext;
 use crate::topology::session::{Connector, Credentials};
 use crate::{Error, Result};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
@@ -41,6 +42,8 @@ use std::time::{Duration, Instant};
 
 /// The field manager of every object korc applies.
 pub const FIELD_MANAGER: &str = "korc";
+/// The label the StatefulSet controller puts on each pod: the revision it was made from.
+const REVISION_LABEL: &str = "controller-revision-hash";
 /// Bound on each statement of a recovery (the probe's is 1 s).
 const RECOVERY_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Objects are re-applied at least this often, to undo drift.
@@ -183,7 +186,9 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let mut analysis = analyze(&instances, &policy, now_ms());
     let mut cluster = acknowledge(&ctx, &cluster).await?;
     let status = cluster.status.clone().unwrap_or_default();
+    let revision = update_revision(&ctx, &cluster, &ns).await;
     let decision = decide(&Situation {
+        update_revision: revision.as_deref(),
         spec: &cluster.spec,
         status: &status,
         members: &members,
@@ -261,6 +266,10 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         }
         Decision::Converge(plan) => (plan, None),
         Decision::Hold(blocker, plan) => (plan, Some(blocker)),
+        Decision::Restart(pod, plan) => {
+            restart(&ctx, &cluster, &ns, &pod).await;
+            (plan, None)
+        }
     };
     let plan = if cluster.spec.paused || plan.actions.is_empty() {
         plan
@@ -636,9 +645,50 @@ async fn members(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Vec<Member>
             key: InstanceKey::new(host, MYSQL_PORT as u16),
             address,
             zone,
+            revision: pod.labels().get(REVISION_LABEL).cloned(),
+            ready: pod.metadata.deletion_timestamp.is_none() && pod_ready(&pod),
         });
     }
     out
+}
+
+/// The pod's `Ready` condition is true.
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The StatefulSet's update revision: the pod template its pods should run.
+async fn update_revision(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Option<String> {
+    Api::<StatefulSet>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&headless_service(cluster))
+        .await
+        .ok()
+        .flatten()?
+        .status?
+        .update_revision
+}
+
+/// Restarts a pod of a rolling restart through the Eviction API, so the
+/// PodDisruptionBudget is honoured (a refused eviction is tried again next round).
+async fn restart(ctx: &Context, cluster: &MySQLCluster, ns: &str, pod: &str) {
+    let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    match api.evict(pod, &EvictParams::default()).await {
+        Ok(_) => {
+            publish(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "RollingRestart",
+                "Restart",
+                format!("{pod} restarted to run the current pod template"),
+            )
+            .await
+        }
+        Err(e) => tracing::info!(%pod, error = %e, "eviction refused; trying again later"),
+    }
 }
 
 async fn zone_of(ctx: &Context, node: &str) -> Option<String> {

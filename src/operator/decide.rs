@@ -19,12 +19,16 @@
 //! - **SwitchOver**: `spec.switchover` names a `requestId` no recovery record has
 //!   served, and nothing needs recovering: a graceful takeover, registered like a
 //!   recovery (kind `GracefulTakeover`) and committed the same way.
+//! - **Restart**: nothing to recover and the pods run an outdated template: converge,
+//!   then restart the next pod of the rolling restart (replicas first, then a
+//!   switchover, then the old primary: see [`super::rollout`]).
 //! - **Hold**: a failure is detected but not recovered, with the reason: the cluster
 //!   is paused, a single instance, automatic recovery is off for the code, the failed
 //!   instance is downtimed, or a recent recovery blocks further ones (anti-flapping,
 //!   orchestrator's RecoveryPeriodBlockSeconds) until acknowledged.
 
 use super::bootstrap::{self, Plan};
+use super::rollout::{self, Rollout};
 use super::status::{Member, code_name, pod_of};
 use crate::api::{MySQLClusterSpec, MySQLClusterStatus, RecoveryStatus};
 use crate::topology::analysis::{Analysis, AnalysisCode};
@@ -51,6 +55,8 @@ pub struct Situation<'a> {
     pub instances: &'a [Instance],
     /// The analysis of those results.
     pub analysis: &'a [Analysis],
+    /// The StatefulSet's update revision (the pod template pods should run).
+    pub update_revision: Option<&'a str>,
     /// Now.
     pub now: Timestamp,
 }
@@ -134,6 +140,9 @@ pub enum Decision {
     },
     /// A failure is detected but not recovered; converge what can be.
     Hold(Blocker, Plan),
+    /// Nothing to recover: converge, then restart this outdated pod (a rolling restart,
+    /// see [`super::rollout`]).
+    Restart(String, Plan),
 }
 
 /// Decides. `plan` is the converge arm, computed from the same observation.
@@ -152,9 +161,22 @@ pub fn decide(s: &Situation<'_>) -> Decision {
         return Decision::Resume(r.clone());
     }
     let Some(failure) = recoverable_failure(s) else {
-        return match pending_switchover(s) {
-            Some((request_id, to)) => Decision::SwitchOver { request_id, to },
-            None => Decision::Converge(plan),
+        if let Some((request_id, to)) = pending_switchover(s) {
+            return Decision::SwitchOver { request_id, to };
+        }
+        return match rollout::next(
+            s.members,
+            s.update_revision,
+            s.status.primary.as_deref(),
+            &s.status.recoveries,
+            healthy(s),
+        ) {
+            Rollout::Restart(pod) => Decision::Restart(pod, plan),
+            Rollout::SwitchOver { request_id } => Decision::SwitchOver {
+                request_id,
+                to: None,
+            },
+            Rollout::Current | Rollout::Wait(_) | Rollout::Stuck(_) => Decision::Converge(plan),
         };
     };
     if s.spec.replicas == 1 {
@@ -177,6 +199,14 @@ pub fn decide(s: &Situation<'_>) -> Decision {
         return Decision::Hold(b, plan);
     }
     Decision::Recover(failure.clone())
+}
+
+/// Every pod of the spec is there and reachable, and nothing is wrong with any
+/// instance: a pod may be restarted.
+fn healthy(s: &Situation<'_>) -> bool {
+    s.members.len() == s.spec.replicas as usize
+        && s.instances.iter().all(|i| i.reachable)
+        && s.analysis.iter().all(|a| a.code == AnalysisCode::NoProblem)
 }
 
 /// A `spec.switchover` request no recovery record has served yet.

@@ -9,6 +9,7 @@ pub mod decide;
 pub mod election;
 pub mod failover;
 pub mod metrics;
+pub mod rollout;
 pub mod server;
 pub mod status;
 

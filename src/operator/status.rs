@@ -34,6 +34,26 @@ pub struct Member {
     pub address: Option<InstanceKey>,
     /// The zone of the pod's node.
     pub zone: Option<String>,
+    /// The StatefulSet revision the pod was created from (`controller-revision-hash`).
+    pub revision: Option<String>,
+    /// The pod is Ready and not being deleted.
+    pub ready: bool,
+}
+
+#[cfg(test)]
+impl Member {
+    /// Pod `db-<i>` at `10.0.0.<i>:3306`: ready, no zone, no revision.
+    pub fn numbered(i: usize) -> Self {
+        Self {
+            pod: format!("db-{i}"),
+            ordinal: i as i32,
+            key: format!("10.0.0.{i}:3306").parse().unwrap(),
+            address: None,
+            zone: None,
+            revision: None,
+            ready: true,
+        }
+    }
 }
 
 /// Everything the status is made of.

@@ -7,7 +7,7 @@ use super::{
     headless_service, selector_labels,
 };
 use crate::api::MySQLCluster;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
@@ -232,6 +232,11 @@ pub fn build(
             service_name: Some(name.clone()),
             // korc decides roles itself; pods need not wait for each other.
             pod_management_policy: Some("Parallel".into()),
+            // korc restarts the pods itself, never a serving primary (operator/rollout.rs).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                rolling_update: None,
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector.clone()),
                 ..Default::default()

@@ -87,6 +87,15 @@ impl Writer {
             .map(|(_, t, _)| *t)
     }
 
+    /// The longest time between two consecutive acknowledged inserts.
+    pub fn longest_gap(&self) -> Duration {
+        let acks = self.acknowledged.lock().unwrap();
+        acks.windows(2)
+            .map(|w| w[1].1 - w[0].1)
+            .max()
+            .unwrap_or_default()
+    }
+
     /// How many inserts were acknowledged so far.
     pub fn count(&self) -> usize {
         self.acknowledged.lock().unwrap().len()

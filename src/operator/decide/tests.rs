@@ -50,15 +50,7 @@ fn failing(mut n: Instance) -> Instance {
 }
 
 fn members(n: usize) -> Vec<Member> {
-    (0..n)
-        .map(|i| Member {
-            pod: format!("db-{i}"),
-            ordinal: i as i32,
-            key: key(i),
-            address: None,
-            zone: None,
-        })
-        .collect()
+    (0..n).map(Member::numbered).collect()
 }
 
 fn healthy() -> Vec<Instance> {
@@ -109,6 +101,7 @@ fn decide_with(
     let m = members(instances.len());
     let analysis = analyze(instances, policy, 0);
     decide(&Situation {
+        update_revision: None,
         spec,
         status,
         members: &m,
@@ -121,6 +114,7 @@ fn decide_with(
 fn kind(d: &Decision) -> String {
     match d {
         Decision::Converge(_) => "converge".into(),
+        Decision::Restart(pod, _) => format!("restart {pod}"),
         Decision::Recover(a) => format!("recover {}", code_name(a.code)),
         Decision::Resume(r) => format!("resume {}", r.id),
         Decision::SwitchOver { request_id, to } => {

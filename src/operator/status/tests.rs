@@ -42,11 +42,8 @@ fn instance(key: &str, source: Option<&str>, writable: bool) -> Instance {
 fn members(n: usize) -> Vec<Member> {
     (0..n)
         .map(|i| Member {
-            pod: format!("db-{i}"),
-            ordinal: i as i32,
-            key: format!("10.0.0.{i}:3306").parse().unwrap(),
-            address: None,
             zone: Some(format!("zone-{i}")),
+            ..Member::numbered(i)
         })
         .collect()
 }
