@@ -1,14 +1,19 @@
-//! Crash failover by the operator on the local control plane: korc installed by its
-//! Helm chart (two replicas), a 3-instance semi-sync MariaDB cluster without an
+//! Failover by the operator on the local control plane: korc installed by its Helm
+//! chart (two replicas), a 3-instance semi-sync MariaDB cluster without an
 //! anti-flapping block, and a writer inserting through the `-primary` EndpointSlice
-//! address. Each run kills the primary's mariadbd with -9 and measures, from the kill,
-//! (a) the writer's first insert accepted by the new primary and (b) the `-primary`
-//! EndpointSlice listing only the new primary; then waits for `3/3 NoProblem`.
-//! Prints every run, then the median and maximum, and checks at the end that every
-//! acknowledged insert is on every instance.
+//! address. Four scenarios, each repeated, each run printed, then median and maximum:
+//! - `crash`: kill -9 of the primary's mariadbd → (a) the writer's first insert
+//!   accepted by the new primary, (b) the `-primary` EndpointSlice listing only it;
+//! - `hang`: SIGSTOP of the primary → the same two figures;
+//! - `switchover`: `spec.switchover` → the write outage the engine measured, and the
+//!   longest pause between the writer's acknowledged inserts around it;
+//! - `leader`: the leading operator's node lost → the standby holding the Lease.
 //!
-//! Run with `cargo bench -p korc-e2e --bench operator_failover` after `e2e/prereqs` and
-//! `cargo build -p korc`. `KORC_BENCH_RUNS` sets the number of runs (default 10).
+//! At the end every acknowledged insert must be on every instance.
+//!
+//! Run with `cargo bench -p korc-e2e --profile dev --bench operator_failover` after
+//! `e2e/prereqs` and `cargo build -p korc`. `KORC_BENCH_RUNS` sets the runs per scenario
+//! (default 10), `KORC_BENCH_SCENARIOS` which ones (default `crash,hang,switchover,leader`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -38,7 +43,19 @@ fn main() {
         .block_on(bench(runs));
 }
 
+/// Median and maximum of a scenario's figures, printed.
+fn summary(what: &str, figures: &[f64]) {
+    println!(
+        "{what}: median {:.3} s, max {:.3} s ({} runs)",
+        median(figures.to_vec()),
+        figures.iter().copied().fold(0.0, f64::max),
+        figures.len()
+    );
+}
+
 async fn bench(runs: usize) {
+    let scenarios = std::env::var("KORC_BENCH_SCENARIOS")
+        .unwrap_or_else(|_| "crash,hang,switchover,leader".into());
     let cp = korc_installed().await;
     let client = cp.client().await.unwrap();
     namespace(&client, "bench").await;
@@ -55,36 +72,121 @@ async fn bench(runs: usize) {
     let mut root = root_conn(&client, "bench", "db", &first).await;
     create_app_schema(&mut root).await;
     let writer = Writer::start(client.clone(), "bench", "db");
-    let (mut accepted, mut moved) = (Vec::new(), Vec::new());
-    for run in 1..=runs {
-        let s = wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
-        let old = s["primary"].as_str().unwrap().to_string();
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        cp.inject(&Fault::Kill(ContainerRef::pod("bench", &old)))
-            .await
-            .unwrap();
-        let killed = Instant::now();
-        let new = wait_new_primary(&api, "db", &old, 30).await;
-        let ip = pod_ip(&client, "bench", &new).await;
-        let endpoint = common::wait_for("-primary on the new primary", 30, || async {
-            (endpoint_ips(&client, "bench", "db-primary").await? == vec![ip.clone()])
-                .then(|| killed.elapsed())
-        })
-        .await;
-        let insert = common::wait_for("an insert on the new primary", 30, || async {
-            writer.first_ack_after(killed, &ip).map(|t| t - killed)
-        })
-        .await;
-        println!(
-            "run {run}: {old} → {new}: first insert accepted {:.3} s, -primary EndpointSlice {:.3} s",
-            insert.as_secs_f64(),
-            endpoint.as_secs_f64()
-        );
-        accepted.push(insert.as_secs_f64());
-        moved.push(endpoint.as_secs_f64());
+    for scenario in scenarios.split(',') {
+        match scenario {
+            "crash" | "hang" => {
+                let (mut accepted, mut moved) = (Vec::new(), Vec::new());
+                for run in 1..=runs {
+                    let s = wait_settled(&api, "db", "3/3", "NoProblem", 180).await;
+                    let old = s["primary"].as_str().unwrap().to_string();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let target = ContainerRef::pod("bench", &old);
+                    let fault = if scenario == "crash" {
+                        Fault::Kill(target.clone())
+                    } else {
+                        Fault::Stop(target.clone())
+                    };
+                    cp.inject(&fault).await.unwrap();
+                    let failed = Instant::now();
+                    let new = wait_new_primary(&api, "db", &old, 30).await;
+                    let ip = pod_ip(&client, "bench", &new).await;
+                    let endpoint = common::wait_for("-primary on the new primary", 30, || async {
+                        (endpoint_ips(&client, "bench", "db-primary").await? == vec![ip.clone()])
+                            .then(|| failed.elapsed())
+                    })
+                    .await;
+                    let insert = common::wait_for("an insert on the new primary", 30, || async {
+                        writer.first_ack_after(failed, &ip).map(|t| t - failed)
+                    })
+                    .await;
+                    if scenario == "hang" {
+                        // korc deleted the hung pod; the signal reaches whatever runs now.
+                        let _ = cp.inject(&Fault::Continue(target)).await;
+                    }
+                    println!(
+                        "{scenario} run {run}: {old} → {new}: first insert accepted {:.3} s, -primary EndpointSlice {:.3} s",
+                        insert.as_secs_f64(),
+                        endpoint.as_secs_f64()
+                    );
+                    accepted.push(insert.as_secs_f64());
+                    moved.push(endpoint.as_secs_f64());
+                }
+                let fault = if scenario == "crash" {
+                    "kill -9"
+                } else {
+                    "SIGSTOP"
+                };
+                summary(
+                    &format!("{fault} → first insert accepted on the new primary"),
+                    &accepted,
+                );
+                summary(
+                    &format!("{fault} → -primary EndpointSlice on the new primary"),
+                    &moved,
+                );
+            }
+            "switchover" => {
+                let (mut outage, mut pause) = (Vec::new(), Vec::new());
+                for run in 1..=runs {
+                    wait_settled(&api, "db", "3/3", "NoProblem", 180).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let since = Instant::now();
+                    let r = switch_over(&api, "db", &format!("bench-{run}"), None, 60).await;
+                    assert_eq!(r["outcome"], "recovered", "{r:#}");
+                    let ip = pod_ip(&client, "bench", r["successor"].as_str().unwrap()).await;
+                    common::wait_for("an insert on the new primary", 30, || async {
+                        writer.first_ack_after(since, &ip)
+                    })
+                    .await;
+                    let gap = writer.longest_gap_since(Some(since));
+                    let engine: f64 =
+                        r["writeOutageMs"].as_i64().unwrap_or_default() as f64 / 1000.0;
+                    println!(
+                        "switchover run {run}: {} → {}: write outage {engine:.3} s (engine), longest pause between acknowledged inserts {:.3} s",
+                        r["failed"].as_str().unwrap(),
+                        r["successor"].as_str().unwrap(),
+                        gap.as_secs_f64()
+                    );
+                    outage.push(engine);
+                    pause.push(gap.as_secs_f64());
+                }
+                summary("switchover → write outage (engine)", &outage);
+                summary(
+                    "switchover → longest pause between acknowledged inserts",
+                    &pause,
+                );
+            }
+            "leader" => {
+                let mut takeover = Vec::new();
+                for run in 1..=runs {
+                    wait_settled(&api, "db", "3/3", "NoProblem", 180).await;
+                    let leader = leader_pod(&client).await;
+                    let node = node_of(&client, "korc-system", &leader).await;
+                    cp.inject(&Fault::LoseNode(node.clone())).await.unwrap();
+                    let lost = Instant::now();
+                    let took = common::wait_for("the standby holds the Lease", 30, || async {
+                        (leader_pod(&client).await != leader).then(|| lost.elapsed())
+                    })
+                    .await;
+                    println!(
+                        "leader run {run}: {leader}'s node lost → standby leads after {:.3} s",
+                        took.as_secs_f64()
+                    );
+                    takeover.push(took.as_secs_f64());
+                    cp.inject(&Fault::RestoreNode(node)).await.unwrap();
+                    common::wait_for("both operator replicas ready", 120, || async {
+                        let pods = operator_pods(&client).await;
+                        (pods.len() == 2 && pods.iter().all(common::is_ready)).then_some(())
+                    })
+                    .await;
+                }
+                summary("leader's node lost → standby holds the Lease", &takeover);
+            }
+            other => panic!("unknown scenario {other}"),
+        }
     }
     let acknowledged = writer.stop().await;
-    wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
+    wait_settled(&api, "db", "3/3", "NoProblem", 180).await;
     assert_everywhere(
         &client,
         "bench",
@@ -93,16 +195,6 @@ async fn bench(runs: usize) {
         &acknowledged,
     )
     .await;
-    println!(
-        "kill -9 → first insert accepted on the new primary: median {:.3} s, max {:.3} s ({runs} runs)",
-        median(accepted.clone()),
-        accepted.iter().copied().fold(0.0, f64::max)
-    );
-    println!(
-        "kill -9 → -primary EndpointSlice on the new primary: median {:.3} s, max {:.3} s",
-        median(moved.clone()),
-        moved.iter().copied().fold(0.0, f64::max)
-    );
     println!(
         "{} inserts acknowledged, every one on every instance",
         acknowledged.len()

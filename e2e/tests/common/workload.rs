@@ -89,8 +89,15 @@ impl Writer {
 
     /// The longest time between two consecutive acknowledged inserts.
     pub fn longest_gap(&self) -> Duration {
+        self.longest_gap_since(None)
+    }
+
+    /// The longest time between two consecutive acknowledged inserts, the later one
+    /// at or after `since` when given.
+    pub fn longest_gap_since(&self, since: Option<Instant>) -> Duration {
         let acks = self.acknowledged.lock().unwrap();
         acks.windows(2)
+            .filter(|w| since.is_none_or(|s| w[1].1 >= s))
             .map(|w| w[1].1 - w[0].1)
             .max()
             .unwrap_or_default()
