@@ -282,6 +282,13 @@ async fn a_second_failure_within_the_block_period_waits_for_an_acknowledgement()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(status(&api, "db").await["primary"], first.as_str());
+    let metrics = leader_metrics(&client).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("korc_recovery_blocks_total{reason=\"AntiFlapping\"} ")),
+        "{metrics}"
+    );
 
     // Acknowledged: it recovers, and korc records and removes the annotation.
     api.patch(

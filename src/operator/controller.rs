@@ -10,7 +10,7 @@ use super::bootstrap::{self, Plan};
 use super::decide::{ACKNOWLEDGE_ANNOTATION, Blocker, Decision, Situation, decide};
 use super::election::Leadership;
 use super::failover;
-use super::metrics::RecoveryLabels;
+use super::metrics::{BlockLabels, RecoveryLabels};
 use super::metrics::{ClusterLabels, CodeLabels, Metrics, OutcomeLabels};
 use super::status::{self, Member, Observation, VOLATILE_REFRESH};
 use crate::api::{AcknowledgementStatus, MySQLCluster, MySQLClusterStatus, RecoveryStatus};
@@ -65,6 +65,8 @@ struct Memory {
     applied: Option<(u64, Instant)>,
     written: Option<(MySQLClusterStatus, Instant)>,
     code: Option<String>,
+    /// The reason the current failure is held, if it is.
+    blocked: Option<&'static str>,
 }
 
 /// Shared state of the reconcilers.
@@ -826,6 +828,27 @@ async fn report(
     let new = status::build(cluster, &observation);
     let code = new.analysis_code.clone().unwrap_or_default();
     let labels = cluster_labels(cluster);
+    // A block is counted and told once, when it begins (or its reason changes).
+    let reason = blocker.map(Blocker::reason);
+    let previous = ctx.memory(id, |m| std::mem::replace(&mut m.blocked, reason));
+    if let Some(b) = blocker.filter(|_| previous != reason) {
+        ctx.metrics
+            .blocks
+            .get_or_create(&BlockLabels {
+                reason: b.reason().into(),
+            })
+            .inc();
+        let message = b.message();
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "RecoveryBlocked",
+            "Decide",
+            message,
+        )
+        .await;
+    }
     let previous_code = ctx.memory(id, |m| m.code.replace(code.clone()));
     if previous_code.as_deref() != Some(code.as_str()) {
         // One series per cluster: the current code's.

@@ -45,6 +45,13 @@ pub struct RecoveryLabels {
     pub outcome: String,
 }
 
+/// Labels of a held failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockLabels {
+    /// The `RecoveryBlocked` reason: `AntiFlapping`, `Paused`, `Downtimed`, ...
+    pub reason: String,
+}
+
 /// The operator's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -64,6 +71,8 @@ pub struct Metrics {
     pub recoveries: Family<RecoveryLabels, Counter>,
     /// From registering a failover until the successor accepted writes.
     pub failover_seconds: Histogram,
+    /// Detected failures held instead of recovered, counted when a block begins.
+    pub blocks: Family<BlockLabels, Counter>,
     /// 1 while this replica leads.
     pub leader: Gauge,
 }
@@ -93,6 +102,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             recoveries: Family::default(),
             failover_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            blocks: Family::default(),
             leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("korc");
@@ -131,6 +141,11 @@ impl Metrics {
             "failover_duration_seconds",
             "From registering a failover until the successor accepted writes",
             m.failover_seconds.clone(),
+        );
+        r.register(
+            "recovery_blocks",
+            "Detected failures held instead of recovered, by reason (counted when a block begins)",
+            m.blocks.clone(),
         );
         r.register("leader", "1 while this replica leads", m.leader.clone());
         m
