@@ -620,6 +620,10 @@ async fn must_not_and_downtimed_replicas_are_never_promoted() {
     cp.inject(&Fault::Continue(ContainerRef::pod("rules", &second)))
         .await
         .unwrap();
+    // The failed recovery had stopped the replicas' receivers; once the primary is back
+    // korc starts them again and the cluster heals with its primary unchanged.
+    let healed = wait_settled(&api, "db", "3/3", "NoProblem", 60).await;
+    assert_eq!(healed["primary"], second.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]

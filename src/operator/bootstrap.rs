@@ -4,8 +4,9 @@
 use super::status::Member;
 use crate::topology::cluster::ClusterView;
 use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::instance::ThreadState;
 use crate::topology::instance::{Instance, InstanceKey};
-use crate::topology::recovery::{point_to, set_read_only};
+use crate::topology::recovery::{point_to, set_read_only, start_replica};
 use crate::topology::session::Connector;
 use std::collections::BTreeMap;
 
@@ -24,6 +25,9 @@ pub enum Action {
         /// On or off.
         enabled: bool,
     },
+    /// Start the stopped threads of a replica of the primary that stopped without an
+    /// error (a recovery stopped them and ended before promoting anyone).
+    StartReplication(InstanceKey),
     /// Attach an instance with no replication as a replica of the primary.
     Attach {
         /// The new replica.
@@ -150,7 +154,12 @@ pub fn plan(
             continue;
         }
         match view.source_of(i) {
-            Some(s) if s == p => out.replicas.push(pod.clone()),
+            Some(s) if s == p => {
+                if primary.reachable && stopped_cleanly(inst) {
+                    out.actions.push(Action::StartReplication(inst.key.clone()));
+                }
+                out.replicas.push(pod.clone())
+            }
             Some(_) => {} // replicates from another member: reported by the analysis, left alone
             // No source, or one that is no member any more (a pod that came back with
             // a new address): attach to the primary.
@@ -162,6 +171,17 @@ pub fn plan(
         }
     }
     out
+}
+
+/// A thread of the replica is stopped and neither reports an error: someone stopped it
+/// (korc's own recovery, which ended before promoting anyone), nothing broke it. A
+/// broken thread is left for the analysis to report.
+fn stopped_cleanly(inst: &Instance) -> bool {
+    inst.replication.as_ref().is_some_and(|r| {
+        (r.io_running == ThreadState::No || r.sql_running == ThreadState::No)
+            && r.last_io_errno == 0
+            && r.last_sql_errno == 0
+    })
 }
 
 /// Runs the actions; returns a line per action for events and logs.
@@ -188,6 +208,10 @@ pub async fn execute(
                     if *enabled { "on" } else { "off" }
                 ),
             ),
+            Action::StartReplication(k) => (
+                start_replica(connector, k).await,
+                format!("started the stopped replication of {k}"),
+            ),
             Action::Attach { replica, source } => (
                 point_to(connector, replica, source, Some(replication), true).await,
                 format!("attached {replica} as a replica of {source}"),
@@ -202,6 +226,7 @@ pub async fn execute(
                     what.replacen("made", "make", 1)
                         .replacen("attached", "attach", 1)
                         .replacen("turned", "turn", 1)
+                        .replacen("started", "start", 1)
                 ),
             ),
         });
@@ -405,5 +430,27 @@ mod tests {
             p.excluded.is_empty(),
             "the replicas are not the errant ones"
         );
+    }
+
+    #[test]
+    fn replicas_stopped_without_an_error_are_started_broken_ones_left_alone() {
+        let members: Vec<Member> = (0..4).map(member).collect();
+        let mut primary = fresh(0);
+        primary.read_only = Some(false);
+        let mut io_stopped = replica_of(1, 0);
+        io_stopped.replication.as_mut().unwrap().io_running = ThreadState::No;
+        let mut broken = replica_of(2, 0);
+        let r = broken.replication.as_mut().unwrap();
+        r.sql_running = ThreadState::No;
+        r.last_sql_errno = 1062;
+        let mut connecting = replica_of(3, 0);
+        connecting.replication.as_mut().unwrap().io_running = ThreadState::Connecting;
+        let p = plan(
+            &members,
+            &[primary, io_stopped, broken, connecting],
+            Some("db-0"),
+            false,
+        );
+        assert_eq!(p.actions, vec![Action::StartReplication(member(1).key)]);
     }
 }

@@ -21,7 +21,7 @@ pub use guard::{StepGuard, Unguarded};
 pub use intermediate::recover_dead_intermediate_master;
 pub use plan::PlannedStep;
 pub use record::{Outcome, RecoveryKind, RecoveryRecord, Step, StepKind, StoppedBefore};
-pub use replication::{Replication, point_to, set_read_only};
+pub use replication::{Replication, point_to, set_read_only, start_replica};
 pub use takeover::graceful_takeover;
 
 use super::analysis::{Analysis, AnalysisCode};

@@ -230,6 +230,13 @@ pub async fn point_to(
     s.exec(&d.start_replica()).await
 }
 
+/// Starts a replica's stopped replication threads (`START SLAVE`).
+pub async fn start_replica(connector: &Connector, key: &InstanceKey) -> Result<()> {
+    let mut s = connector.connect(key).await?;
+    let start = s.dialect.start_replica();
+    s.exec(&start).await
+}
+
 /// Makes an instance read-only, or writable.
 pub async fn set_read_only(
     connector: &Connector,
