@@ -70,8 +70,7 @@ pub async fn wait_settled(
     code: &str,
     seconds: u64,
 ) -> Value {
-    wait_for(&format!("{name} {ready} {code}"), seconds, || async {
-        let s = status(api, name).await;
+    wait_status(api, name, &format!("{ready} {code}"), seconds, |s| {
         let primary = s["primary"].as_str()?;
         let probed_primary = s["instances"]
             .as_array()?
@@ -80,7 +79,7 @@ pub async fn wait_settled(
             .map(|i| i["name"].as_str())
             .collect::<Vec<_>>()
             == [Some(primary)];
-        (s["ready"] == ready && s["analysisCode"] == code && probed_primary).then_some(s)
+        (s["ready"] == ready && s["analysisCode"] == code && probed_primary).then(|| s.clone())
     })
     .await
 }
