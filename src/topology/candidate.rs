@@ -8,8 +8,9 @@
 //! when an excluded replica is ahead of the chosen one, recovery first lets the
 //! chosen one catch up from it.
 
+use super::cluster::ClusterView;
 use super::gtid::{GtidPosition, MariaDbBinlogState, MariaDbPosition, MysqlGtidSet};
-use super::instance::{Flavor, Instance, InstanceKey};
+use super::instance::{Flavor, Instance, InstanceKey, ThreadState};
 use super::policy::{Policy, PromotionRule};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -44,6 +45,64 @@ pub enum Exclusion {
     NotAReplica,
 }
 
+impl Exclusion {
+    /// The reason's name, as the JSON's `reason` spells it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable",
+            Self::UnparseableGtids => "unparseableGtids",
+            Self::MustNot => "mustNot",
+            Self::Downtimed => "downtimed",
+            Self::ErrantGtids(_) => "errantGtids",
+            Self::NoBinaryLog => "noBinaryLog",
+            Self::UnknownPosition => "unknownPosition",
+            Self::OtherDataCenter(_) => "otherDataCenter",
+            Self::OtherRegion(_) => "otherRegion",
+            Self::Lagging(_) => "lagging",
+            Self::NotAReplica => "notAReplica",
+        }
+    }
+
+    /// True when it also forbids a switchover the user names this replica for. Data
+    /// center, region and lag limits guard automatic failover only: a switchover waits
+    /// for its target to catch up, and a named target is the user's choice of place.
+    pub fn refuses_named_target(&self) -> bool {
+        !matches!(
+            self,
+            Self::OtherDataCenter(_) | Self::OtherRegion(_) | Self::Lagging(_)
+        )
+    }
+}
+
+impl std::fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable => f.write_str("korc cannot reach it"),
+            Self::UnparseableGtids => f.write_str("its GTID state does not parse"),
+            Self::MustNot => f.write_str("its promotion rule is must_not"),
+            Self::Downtimed => f.write_str("it is downtimed"),
+            Self::ErrantGtids(g) => write!(f, "it has errant transactions {g}"),
+            Self::NoBinaryLog => {
+                f.write_str("it does not log replicated transactions to a binary log")
+            }
+            Self::UnknownPosition => f.write_str("its GTID position is unknown"),
+            Self::OtherDataCenter(dc) => write!(
+                f,
+                "it is in data center {dc}, not the failed master's, and cross-data-center failover is prevented"
+            ),
+            Self::OtherRegion(r) => write!(
+                f,
+                "it is in region {r}, not the failed master's, and cross-region failover is prevented"
+            ),
+            Self::Lagging(s) => write!(
+                f,
+                "it lags {s} s, at or beyond failMasterPromotionOnLagSeconds"
+            ),
+            Self::NotAReplica => f.write_str("it is not a replica of the master"),
+        }
+    }
+}
+
 /// One replica as candidate choice saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,6 +134,51 @@ pub struct CandidateChoice {
     /// it has caught up (orchestrator's replacePromotedReplicaWithCandidate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hand_over_to: Option<InstanceKey>,
+    /// What set the promoted replica before the next one that could be promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen_by: Option<ChosenBy>,
+}
+
+/// The first ranking criterion on which the promoted replica beat the runner-up (the
+/// next replica that could be promoted), or why there was no contest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChosenBy {
+    /// It is the only replica that can be promoted.
+    OnlyCandidate,
+    /// An interrupted recovery chose it and it can still be promoted.
+    Kept,
+    /// It received transactions the runner-up did not.
+    MostAdvanced,
+    /// Equally advanced; its promotion rule is better.
+    PromotionRule,
+    /// Equally advanced and ruled; it is in the failed master's data center.
+    DataCenter,
+    /// Equally advanced, ruled and placed; its version is lower.
+    Version,
+    /// Equal but for the binary log format, which is lower (statement before row).
+    BinlogFormat,
+    /// Equal in everything korc ranks by: the first by address.
+    Address,
+}
+
+impl std::fmt::Display for ChosenBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::OnlyCandidate => "the only replica that can be promoted",
+            Self::Kept => "chosen by an interrupted recovery and still promotable",
+            Self::MostAdvanced => "it received transactions the next candidate did not",
+            Self::PromotionRule => {
+                "as advanced as the next candidate, with a better promotion rule"
+            }
+            Self::DataCenter => {
+                "as advanced as the next candidate, in the failed master's data center"
+            }
+            Self::Version => "as advanced as the next candidate, with a lower version",
+            Self::BinlogFormat => "as advanced as the next candidate, with a lower binlog format",
+            Self::Address => "as good as the next candidate; first by address",
+        })
+    }
 }
 
 /// No replica can be promoted; the ranking says why for each.
@@ -216,6 +320,149 @@ pub fn keep_candidate(
     choose(replicas, failed, policy, now_ms, Some(keep))
 }
 
+/// Ranks every replica of `failed`, best first, excluded ones last, whether or not one
+/// can be promoted: what a switchover to a named replica checks the target against.
+pub fn rank(
+    replicas: &[Instance],
+    failed: &Instance,
+    policy: &Policy,
+    now_ms: u64,
+) -> Vec<RankedReplica> {
+    match choose(replicas, failed, policy, now_ms, None) {
+        Ok(c) => c.ranking,
+        Err(n) => n.ranking,
+    }
+}
+
+/// "If the primary failed now, who would be promoted?": candidate choice among the
+/// direct replicas of the live `primary`, taken as the failed master. None when the
+/// primary is unknown or has no replicas.
+///
+/// A replica still receiving from the primary (IO thread running) is taken to have
+/// received everything the primary has applied, as it would in the moment before a
+/// crash; one that stopped receiving keeps what it has. So the answer does not flip
+/// between replicas that are in sync with every write, yet a replica that fell out of
+/// replication ranks behind as it would in a real failover.
+pub fn failover_candidate(
+    instances: &[Instance],
+    primary: &InstanceKey,
+    policy: &Policy,
+    now_ms: u64,
+) -> Option<Result<CandidateChoice, NoCandidate>> {
+    let view = ClusterView::new(instances);
+    let p = view.index_of(primary)?;
+    let master = &instances[p];
+    let applied = match master.flavor {
+        Some(Flavor::Mariadb) => master.gtid.current_pos.as_str(),
+        Some(Flavor::Mysql) => master.gtid.executed.as_str(),
+        None => "",
+    };
+    let replicas: Vec<Instance> = view
+        .replicas_of(p)
+        .iter()
+        .map(|&i| {
+            let mut r = instances[i].clone();
+            let in_sync =
+                master.reachable && master.flavor == r.flavor && !applied.is_empty() && r.reachable;
+            if let Some(rep) = r
+                .replication
+                .as_mut()
+                .filter(|x| in_sync && x.io_running == ThreadState::Yes)
+            {
+                rep.received_gtids = applied.to_string();
+            }
+            r
+        })
+        .collect();
+    if replicas.is_empty() {
+        return None;
+    }
+    Some(choose_candidate(&replicas, master, policy, now_ms))
+}
+
+/// What replicas are ranked by, best first (smallest).
+type RankKey<'a> = (
+    Reverse<usize>,
+    Reverse<u64>,
+    PromotionRule,
+    Reverse<bool>,
+    Option<(u32, u32)>,
+    u8,
+    &'a InstanceKey,
+);
+
+/// The criterion on which `winner` ranks before `runner_up`.
+fn decided_by(winner: &RankKey<'_>, runner_up: &RankKey<'_>) -> ChosenBy {
+    if (winner.0, winner.1) != (runner_up.0, runner_up.1) {
+        ChosenBy::MostAdvanced
+    } else if winner.2 != runner_up.2 {
+        ChosenBy::PromotionRule
+    } else if winner.3 != runner_up.3 {
+        ChosenBy::DataCenter
+    } else if winner.4 != runner_up.4 {
+        ChosenBy::Version
+    } else if winner.5 != runner_up.5 {
+        ChosenBy::BinlogFormat
+    } else {
+        ChosenBy::Address
+    }
+}
+
+/// For each position, how many of the positions given (itself included) it contains: a
+/// strictly more advanced replica always contains more than the one it is ahead of.
+/// Positions usually form a chain (one domain, or domains advancing together), where
+/// the counts follow from one sort; only positions that do not contain each other are
+/// compared pairwise, so ten thousand replicas cost milliseconds, not seconds.
+fn containment_counts(positions: &[Option<GtidPosition>]) -> Vec<usize> {
+    // Equal texts are one position with a multiplicity.
+    let mut distinct: Vec<(&GtidPosition, usize)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let of: Vec<Option<usize>> = positions
+        .iter()
+        .map(|p| {
+            let p = p.as_ref()?;
+            let d = *index.entry(p.to_string()).or_insert_with(|| {
+                distinct.push((p, 0));
+                distinct.len() - 1
+            });
+            distinct[d].1 += 1;
+            Some(d)
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..distinct.len()).collect();
+    order.sort_by_key(|&d| Reverse(distinct[d].0.transactions()));
+    let chain = order
+        .windows(2)
+        .all(|w| distinct[w[0]].0.contains(distinct[w[1]].0));
+    let mut count = vec![0; distinct.len()];
+    if chain {
+        // Each contains everything after it; before it, only equivalent positions
+        // (different texts, same transactions: MariaDB GTIDs of other server ids).
+        let mut below = 0;
+        for (at, &d) in order.iter().enumerate().rev() {
+            below += distinct[d].1;
+            let (pos, n) = (distinct[d].0, distinct[d].0.transactions());
+            let equivalent_before: usize = order[..at]
+                .iter()
+                .rev()
+                .take_while(|&&e| distinct[e].0.transactions() == n)
+                .filter(|&&e| pos.contains(distinct[e].0))
+                .map(|&e| distinct[e].1)
+                .sum();
+            count[d] = below + equivalent_before;
+        }
+    } else {
+        for (d, c) in count.iter_mut().enumerate() {
+            *c = distinct
+                .iter()
+                .filter(|(o, _)| distinct[d].0.contains(o))
+                .map(|(_, n)| n)
+                .sum();
+        }
+    }
+    of.iter().map(|d| d.map_or(0, |d| count[d])).collect()
+}
+
 fn choose(
     replicas: &[Instance],
     failed: &Instance,
@@ -227,29 +474,27 @@ fn choose(
         .iter()
         .map(|r| r.reachable.then(|| r.received_position()).flatten())
         .collect();
+    let contains = containment_counts(&positions);
     let failed_dc = policy.data_center(&failed.key);
-    let sort_key = |i: usize| {
-        let r = &replicas[i];
-        let pos = positions[i].as_ref();
-        // How many other replicas' positions this one contains: a strictly more
-        // advanced replica always contains more than the one it is ahead of.
-        let contains = pos.map_or(0, |p| {
-            positions.iter().flatten().filter(|o| p.contains(o)).count()
-        });
-        let transactions = pos.map_or(0, GtidPosition::transactions);
-        let same_dc = failed_dc.is_some() && policy.data_center(&r.key) == failed_dc;
-        (
-            Reverse(contains),
-            Reverse(transactions),
-            policy.promotion_rule(&r.key),
-            Reverse(same_dc),
-            r.major_version(),
-            binlog_format_rank(r.binlog_format.as_deref()),
-            r.key.clone(),
-        )
-    };
+    let keys: Vec<RankKey<'_>> = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let transactions = positions[i].as_ref().map_or(0, GtidPosition::transactions);
+            let same_dc = failed_dc.is_some() && policy.data_center(&r.key) == failed_dc;
+            (
+                Reverse(contains[i]),
+                Reverse(transactions),
+                policy.promotion_rule(&r.key),
+                Reverse(same_dc),
+                r.major_version(),
+                binlog_format_rank(r.binlog_format.as_deref()),
+                &r.key,
+            )
+        })
+        .collect();
     let mut order: Vec<usize> = (0..replicas.len()).collect();
-    order.sort_by_key(|&i| sort_key(i));
+    order.sort_by_key(|&i| &keys[i]);
     let exclusions: Vec<Option<Exclusion>> = replicas
         .iter()
         .map(|r| exclusion(r, failed, policy, now_ms))
@@ -280,7 +525,7 @@ fn choose(
             _ => false,
         })
         .collect();
-    ahead.sort_by_key(|&i| sort_key(i));
+    ahead.sort_by_key(|&i| &keys[i]);
 
     let promoted_rule = policy.promotion_rule(&replicas[best].key);
     let hand_over_to = if promoted_rule.is_candidate() {
@@ -291,14 +536,26 @@ fn choose(
             .copied()
             .filter(|&i| i != best && exclusions[i].is_none())
             .filter(|&i| policy.promotion_rule(&replicas[i].key) < promoted_rule)
-            .min_by_key(|&i| (policy.promotion_rule(&replicas[i].key), sort_key(i)))
+            .min_by_key(|&i| (policy.promotion_rule(&replicas[i].key), &keys[i]))
             .map(|i| replicas[i].key.clone())
+    };
+    let runner_up = order
+        .iter()
+        .copied()
+        .find(|&i| i != best && exclusions[i].is_none());
+    let chosen_by = if kept.is_some() {
+        ChosenBy::Kept
+    } else {
+        runner_up.map_or(ChosenBy::OnlyCandidate, |r| {
+            decided_by(&keys[best], &keys[r])
+        })
     };
     Ok(CandidateChoice {
         promoted: replicas[best].key.clone(),
         ranking,
         ahead: ahead.iter().map(|&i| replicas[i].key.clone()).collect(),
         hand_over_to,
+        chosen_by: Some(chosen_by),
     })
 }
 

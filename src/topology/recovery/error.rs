@@ -1,7 +1,7 @@
 //! Why a recovery stopped: each message says where and why.
 
 use super::record::StepKind;
-use crate::topology::candidate::NoCandidate;
+use crate::topology::candidate::{Exclusion, NoCandidate};
 use crate::topology::instance::InstanceKey;
 use std::time::Duration;
 
@@ -36,6 +36,14 @@ pub enum RecoveryError {
         target: InstanceKey,
         /// The primary.
         primary: InstanceKey,
+    },
+    /// The named switchover target is a replica candidate choice excludes.
+    #[error("{target} cannot be promoted: {exclusion}")]
+    TargetExcluded {
+        /// The requested target.
+        target: InstanceKey,
+        /// Why it is excluded.
+        exclusion: Exclusion,
     },
     /// Another instance is a writable master already, and it cannot take the failed
     /// master's replicas without losing what they received: promoting one of them

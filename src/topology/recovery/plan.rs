@@ -5,7 +5,7 @@
 use super::error::RecoveryError;
 use super::record::StepKind;
 use crate::topology::candidate::{
-    CandidateChoice, cannot_follow, choose_candidate, keep_candidate,
+    CandidateChoice, Exclusion, cannot_follow, choose_candidate, keep_candidate, rank,
 };
 use crate::topology::cluster::ClusterView;
 use crate::topology::instance::{Instance, InstanceKey};
@@ -391,6 +391,7 @@ fn fence_and_detach(
         failed: dead.key.clone(),
     }];
     if policy.detach_lost_replicas {
+        let lost: std::collections::HashSet<&InstanceKey> = lost.iter().collect();
         steps.extend(
             replicas
                 .iter()
@@ -436,9 +437,11 @@ pub fn switch(primary: &InstanceKey, target: &InstanceKey, others: &[InstanceKey
     }
 }
 
-/// A graceful takeover of the primary at index `p`: to `target` if given, else to the
-/// best replica by candidate choice (a `prefer` replica before a more advanced neutral
-/// one: the takeover waits for it to catch up anyway).
+/// A graceful takeover of the primary at index `p`: to `target` if given (refused when
+/// candidate choice excludes it for a reason other than place or lag, as orchestrator
+/// refuses a banned designated replica), else to the best replica by candidate choice
+/// (a `prefer` replica before a more advanced neutral one: the takeover waits for it to
+/// catch up anyway).
 pub fn takeover(
     instances: &[Instance],
     p: usize,
@@ -456,7 +459,19 @@ pub fn takeover(
     let (chosen, candidate) = match target {
         Some(t) => match view.index_of(t) {
             Some(i) if view.source_of(i) == Some(p) && instances[i].reachable => {
-                (instances[i].key.clone(), None)
+                let key = &instances[i].key;
+                let refused = rank(&replicas, primary, policy, now_ms)
+                    .into_iter()
+                    .find(|r| &r.instance == key)
+                    .and_then(|r| r.excluded)
+                    .filter(Exclusion::refuses_named_target);
+                if let Some(exclusion) = refused {
+                    return Err(RecoveryError::TargetExcluded {
+                        target: key.clone(),
+                        exclusion,
+                    });
+                }
+                (key.clone(), None)
             }
             _ => {
                 return Err(RecoveryError::NotADirectReplica {
