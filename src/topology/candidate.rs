@@ -518,8 +518,11 @@ fn choose(
         return Err(NoCandidate { ranking });
     };
     let best_pos = positions[best].as_ref();
+    // A replica whose GTIDs do not parse or hold errant transactions donates nothing:
+    // catching up from it would spread what it must not.
     let mut ahead: Vec<usize> = (0..replicas.len())
         .filter(|&i| i != best && replicas[i].reachable)
+        .filter(|&i| cannot_follow(&replicas[i], failed).is_none())
         .filter(|&i| match (&positions[i], best_pos) {
             (Some(p), Some(b)) => !b.contains(p),
             _ => false,
