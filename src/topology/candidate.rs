@@ -9,10 +9,11 @@
 //! chosen one catch up from it.
 
 use super::cluster::ClusterView;
-use super::gtid::{GtidPosition, MariaDbBinlogState, MariaDbPosition, MysqlGtidSet};
+use super::gtid::{GtidHistory, GtidPosition, MariaDbBinlogState, MariaDbPosition, MysqlGtidSet};
 use super::instance::{Flavor, Instance, InstanceKey, ThreadState};
-use super::policy::{Policy, PromotionRule};
+use super::policy::{InstancePolicy, Policy, PromotionRule};
 use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::cmp::Reverse;
 
 /// Why a replica cannot be promoted.
@@ -249,37 +250,99 @@ pub fn cannot_follow(r: &Instance, failed: &Instance) -> Option<Exclusion> {
         .map(Exclusion::ErrantGtids)
 }
 
-fn exclusion(r: &Instance, failed: &Instance, policy: &Policy, now_ms: u64) -> Option<Exclusion> {
+/// What candidate choice reads of one replica, each read once: its policy entry, its
+/// received position, and why it cannot follow a successor (if it cannot).
+struct Seen<'a> {
+    policy: Option<&'a InstancePolicy>,
+    position: Option<GtidPosition>,
+    cannot_follow: Option<Exclusion>,
+}
+
+impl<'a> Seen<'a> {
+    /// `failed_history` is the failed master's, parsed once for every replica.
+    fn new(r: &Instance, failed_history: Option<&GtidHistory>, policy: &'a Policy) -> Self {
+        let position = r.reachable.then(|| r.received_position()).flatten();
+        // What the position did not parse already: the history the errant check reads
+        // (a MariaDB binlog state; a MySQL executed set is the position's own).
+        let own = r.reachable.then(|| r.gtid_history()).flatten();
+        let parses = match r.flavor {
+            Some(_) => position.is_some() && own.is_some(),
+            None => true,
+        };
+        let cannot_follow = if !r.reachable {
+            None
+        } else if !parses {
+            Some(Exclusion::UnparseableGtids)
+        } else {
+            own.as_ref()
+                .zip(failed_history)
+                .and_then(|(own, theirs)| r.own_errant_between(own, theirs))
+                .filter(|e| !e.is_empty())
+                .map(Exclusion::ErrantGtids)
+        };
+        Self {
+            policy: policy.instances.get(&r.key),
+            position,
+            cannot_follow,
+        }
+    }
+
+    fn rule(&self) -> PromotionRule {
+        self.policy.map(|p| p.promotion_rule).unwrap_or_default()
+    }
+
+    fn data_center(&self) -> Option<&'a str> {
+        self.policy.and_then(|p| p.data_center.as_deref())
+    }
+
+    fn region(&self) -> Option<&'a str> {
+        self.policy.and_then(|p| p.region.as_deref())
+    }
+
+    fn downtimed(&self, now_ms: u64) -> bool {
+        self.policy
+            .and_then(|p| p.downtime.as_ref())
+            .is_some_and(|d| d.until_ms > now_ms)
+    }
+}
+
+fn exclusion(
+    r: &Instance,
+    seen: &Seen<'_>,
+    failed: &Instance,
+    policy: &Policy,
+    now_ms: u64,
+) -> Option<Exclusion> {
     let failed_dc = policy.data_center(&failed.key);
     let failed_region = policy.region(&failed.key);
     if !r.reachable {
         return Some(Exclusion::Unreachable);
     }
-    if !gtids_parse(r) {
+    if seen.cannot_follow == Some(Exclusion::UnparseableGtids) {
         return Some(Exclusion::UnparseableGtids);
     }
-    if policy.promotion_rule(&r.key) == PromotionRule::MustNot {
+    if seen.rule() == PromotionRule::MustNot {
         return Some(Exclusion::MustNot);
     }
-    if policy.is_downtimed(&r.key, now_ms) {
+    if seen.downtimed(now_ms) {
         return Some(Exclusion::Downtimed);
     }
-    if let Some(e) = cannot_follow(r, failed) {
-        return Some(e);
+    if let Some(e) = &seen.cannot_follow {
+        return Some(e.clone());
     }
     if !r.is_logging_replica_updates() {
         return Some(Exclusion::NoBinaryLog);
     }
-    if r.received_position().is_none() {
+    if seen.position.is_none() {
         return Some(Exclusion::UnknownPosition);
     }
-    let dc = policy.data_center(&r.key);
+    let dc = seen.data_center();
     if policy.prevent_cross_data_center_master_failover && failed_dc.is_some() && dc != failed_dc {
         return Some(Exclusion::OtherDataCenter(
             dc.unwrap_or("unknown").to_string(),
         ));
     }
-    let region = policy.region(&r.key);
+    let region = seen.region();
     if policy.prevent_cross_region_master_failover
         && failed_region.is_some()
         && region != failed_region
@@ -298,8 +361,8 @@ fn exclusion(r: &Instance, failed: &Instance, policy: &Policy, now_ms: u64) -> O
 
 /// Chooses the replica of `failed` to promote. `replicas` are its direct replicas as
 /// probed after their IO threads stopped, so received positions are final.
-pub fn choose_candidate(
-    replicas: &[Instance],
+pub fn choose_candidate<R: Borrow<Instance>>(
+    replicas: &[R],
     failed: &Instance,
     policy: &Policy,
     now_ms: u64,
@@ -310,8 +373,8 @@ pub fn choose_candidate(
 /// Like [`choose_candidate`], but keeps `keep` (the candidate an interrupted recovery
 /// chose) when it can still be promoted; others then catch up from it or donate to it
 /// as usual. When it cannot, the choice is made anew.
-pub fn keep_candidate(
-    replicas: &[Instance],
+pub fn keep_candidate<R: Borrow<Instance>>(
+    replicas: &[R],
     failed: &Instance,
     policy: &Policy,
     now_ms: u64,
@@ -322,8 +385,8 @@ pub fn keep_candidate(
 
 /// Ranks every replica of `failed`, best first, excluded ones last, whether or not one
 /// can be promoted: what a switchover to a named replica checks the target against.
-pub fn rank(
-    replicas: &[Instance],
+pub fn rank<R: Borrow<Instance>>(
+    replicas: &[R],
     failed: &Instance,
     policy: &Policy,
     now_ms: u64,
@@ -413,79 +476,93 @@ fn decided_by(winner: &RankKey<'_>, runner_up: &RankKey<'_>) -> ChosenBy {
 /// Positions usually form a chain (one domain, or domains advancing together), where
 /// the counts follow from one sort; only positions that do not contain each other are
 /// compared pairwise, so ten thousand replicas cost milliseconds, not seconds.
-fn containment_counts(positions: &[Option<GtidPosition>]) -> Vec<usize> {
-    // Equal texts are one position with a multiplicity.
-    let mut distinct: Vec<(&GtidPosition, usize)> = Vec::new();
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let of: Vec<Option<usize>> = positions
+fn containment_counts(positions: &[Option<&GtidPosition>]) -> Vec<usize> {
+    let sizes: Vec<u64> = positions
         .iter()
-        .map(|p| {
-            let p = p.as_ref()?;
-            let d = *index.entry(p.to_string()).or_insert_with(|| {
-                distinct.push((p, 0));
-                distinct.len() - 1
-            });
-            distinct[d].1 += 1;
-            Some(d)
-        })
+        .map(|p| p.map_or(0, GtidPosition::transactions))
         .collect();
-    let mut order: Vec<usize> = (0..distinct.len()).collect();
-    order.sort_by_key(|&d| Reverse(distinct[d].0.transactions()));
-    let chain = order
-        .windows(2)
-        .all(|w| distinct[w[0]].0.contains(distinct[w[1]].0));
+    // Most advanced first; equal positions become one with a multiplicity (equal
+    // positions have equal counts of transactions, so they are neighbours).
+    let mut by_size: Vec<usize> = (0..positions.len())
+        .filter(|&i| positions[i].is_some())
+        .collect();
+    by_size.sort_by_key(|&i| Reverse(sizes[i]));
+    let mut distinct: Vec<(&GtidPosition, usize, u64)> = Vec::new();
+    let mut of = vec![None; positions.len()];
+    let mut run_start = 0;
+    for &i in &by_size {
+        let Some(p) = positions[i] else { continue };
+        let n = sizes[i];
+        if distinct.last().is_some_and(|(_, _, m)| *m != n) {
+            run_start = distinct.len();
+        }
+        let d = match distinct[run_start..].iter().position(|(q, _, _)| *q == p) {
+            Some(d) => run_start + d,
+            None => {
+                distinct.push((p, 0, n));
+                distinct.len() - 1
+            }
+        };
+        distinct[d].1 += 1;
+        of[i] = Some(d);
+    }
+    let chain = distinct.windows(2).all(|w| w[0].0.contains(w[1].0));
     let mut count = vec![0; distinct.len()];
     if chain {
         // Each contains everything after it; before it, only equivalent positions
-        // (different texts, same transactions: MariaDB GTIDs of other server ids).
+        // (different GTIDs, same transactions: MariaDB GTIDs of other server ids).
         let mut below = 0;
-        for (at, &d) in order.iter().enumerate().rev() {
-            below += distinct[d].1;
-            let (pos, n) = (distinct[d].0, distinct[d].0.transactions());
-            let equivalent_before: usize = order[..at]
+        for at in (0..distinct.len()).rev() {
+            let (pos, times, n) = distinct[at];
+            below += times;
+            let equivalent_before: usize = distinct[..at]
                 .iter()
                 .rev()
-                .take_while(|&&e| distinct[e].0.transactions() == n)
-                .filter(|&&e| pos.contains(distinct[e].0))
-                .map(|&e| distinct[e].1)
+                .take_while(|(_, _, m)| *m == n)
+                .filter(|(e, _, _)| pos.contains(e))
+                .map(|(_, times, _)| times)
                 .sum();
-            count[d] = below + equivalent_before;
+            count[at] = below + equivalent_before;
         }
     } else {
         for (d, c) in count.iter_mut().enumerate() {
             *c = distinct
                 .iter()
-                .filter(|(o, _)| distinct[d].0.contains(o))
-                .map(|(_, n)| n)
+                .filter(|(o, _, _)| distinct[d].0.contains(o))
+                .map(|(_, times, _)| times)
                 .sum();
         }
     }
     of.iter().map(|d| d.map_or(0, |d| count[d])).collect()
 }
 
-fn choose(
-    replicas: &[Instance],
+fn choose<R: Borrow<Instance>>(
+    replicas: &[R],
     failed: &Instance,
     policy: &Policy,
     now_ms: u64,
     keep: Option<&InstanceKey>,
 ) -> Result<CandidateChoice, NoCandidate> {
-    let positions: Vec<Option<GtidPosition>> = replicas
+    let replicas: Vec<&Instance> = replicas.iter().map(Borrow::borrow).collect();
+    // A master never seen has no history to hold errant transactions against.
+    let failed_history = failed.last_seen_ms.and_then(|_| failed.gtid_history());
+    let seen: Vec<Seen<'_>> = replicas
         .iter()
-        .map(|r| r.reachable.then(|| r.received_position()).flatten())
+        .map(|r| Seen::new(r, failed_history.as_ref(), policy))
         .collect();
+    let positions: Vec<Option<&GtidPosition>> = seen.iter().map(|s| s.position.as_ref()).collect();
     let contains = containment_counts(&positions);
     let failed_dc = policy.data_center(&failed.key);
     let keys: Vec<RankKey<'_>> = replicas
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let transactions = positions[i].as_ref().map_or(0, GtidPosition::transactions);
-            let same_dc = failed_dc.is_some() && policy.data_center(&r.key) == failed_dc;
+            let transactions = positions[i].map_or(0, GtidPosition::transactions);
+            let same_dc = failed_dc.is_some() && seen[i].data_center() == failed_dc;
             (
                 Reverse(contains[i]),
                 Reverse(transactions),
-                policy.promotion_rule(&r.key),
+                seen[i].rule(),
                 Reverse(same_dc),
                 r.major_version(),
                 binlog_format_rank(r.binlog_format.as_deref()),
@@ -497,7 +574,8 @@ fn choose(
     order.sort_by_key(|&i| &keys[i]);
     let exclusions: Vec<Option<Exclusion>> = replicas
         .iter()
-        .map(|r| exclusion(r, failed, policy, now_ms))
+        .zip(&seen)
+        .map(|(r, seen)| exclusion(r, seen, failed, policy, now_ms))
         .collect();
     order.sort_by_key(|&i| exclusions[i].is_some()); // stable: keeps rank within groups
 
@@ -505,8 +583,8 @@ fn choose(
         .iter()
         .map(|&i| RankedReplica {
             instance: replicas[i].key.clone(),
-            received: positions[i].as_ref().map(ToString::to_string),
-            promotion_rule: policy.promotion_rule(&replicas[i].key),
+            received: positions[i].map(ToString::to_string),
+            promotion_rule: seen[i].rule(),
             excluded: exclusions[i].clone(),
         })
         .collect();
@@ -517,20 +595,20 @@ fn choose(
     else {
         return Err(NoCandidate { ranking });
     };
-    let best_pos = positions[best].as_ref();
+    let best_pos = positions[best];
     // A replica whose GTIDs do not parse or hold errant transactions donates nothing:
     // catching up from it would spread what it must not.
     let mut ahead: Vec<usize> = (0..replicas.len())
         .filter(|&i| i != best && replicas[i].reachable)
-        .filter(|&i| cannot_follow(&replicas[i], failed).is_none())
-        .filter(|&i| match (&positions[i], best_pos) {
+        .filter(|&i| seen[i].cannot_follow.is_none())
+        .filter(|&i| match (positions[i], best_pos) {
             (Some(p), Some(b)) => !b.contains(p),
             _ => false,
         })
         .collect();
     ahead.sort_by_key(|&i| &keys[i]);
 
-    let promoted_rule = policy.promotion_rule(&replicas[best].key);
+    let promoted_rule = seen[best].rule();
     let hand_over_to = if promoted_rule.is_candidate() {
         None
     } else {
@@ -538,8 +616,8 @@ fn choose(
             .iter()
             .copied()
             .filter(|&i| i != best && exclusions[i].is_none())
-            .filter(|&i| policy.promotion_rule(&replicas[i].key) < promoted_rule)
-            .min_by_key(|&i| (policy.promotion_rule(&replicas[i].key), &keys[i]))
+            .filter(|&i| seen[i].rule() < promoted_rule)
+            .min_by_key(|&i| (seen[i].rule(), &keys[i]))
             .map(|i| replicas[i].key.clone())
     };
     let runner_up = order

@@ -212,11 +212,7 @@ fn dead_master(instances: &[Instance], a: &Analysis, policy: &Policy, now_ms: u6
     let Some(f) = view.index_of(failed) else {
         return d.refuse(&RecoveryError::UnknownInstance(failed.clone()));
     };
-    let replicas: Vec<Instance> = view
-        .replicas_of(f)
-        .iter()
-        .map(|&r| instances[r].clone())
-        .collect();
+    let replicas: Vec<&Instance> = view.replicas_of(f).iter().map(|&r| &instances[r]).collect();
     let mut d = d;
     d.steps = freeze;
     d.notes.push(format!(
@@ -269,12 +265,11 @@ pub fn switchover(
     };
     let primary = &instances[p];
     d.failed = Some(primary.key.clone());
-    let replicas: Vec<Instance> = view
-        .replicas_of(p)
-        .iter()
-        .map(|&i| instances[i].clone())
-        .collect();
-    d.ranking = rank(&replicas, primary, policy, now_ms);
+    // A named target is checked, not chosen: rank the replicas for the document.
+    if target.is_some() {
+        let replicas: Vec<&Instance> = view.replicas_of(p).iter().map(|&i| &instances[i]).collect();
+        d.ranking = rank(&replicas, primary, policy, now_ms);
+    }
     match plan::takeover(instances, p, target, policy, now_ms) {
         Ok(plan) => {
             let mut d = d.planned(plan);

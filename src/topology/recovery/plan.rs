@@ -10,6 +10,7 @@ use crate::topology::candidate::{
 use crate::topology::cluster::ClusterView;
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::Policy;
+use std::borrow::Borrow;
 
 /// One step a recovery will take, decided before it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,8 +257,8 @@ pub fn freeze(
 /// replica if there is one, applies its relay log and is promoted; the other replicas
 /// follow it, the old master is fenced, lost replicas are detached, and a better-ruled
 /// replica takes over at the end.
-pub fn dead_master(
-    replicas: &[Instance],
+pub fn dead_master<R: Borrow<Instance>>(
+    replicas: &[R],
     dead: &Instance,
     policy: &Policy,
     now_ms: u64,
@@ -282,12 +283,13 @@ pub fn dead_master(
         candidate: promoted.clone(),
         writable: policy.apply_promotion,
     });
-    let (followers, lost) = followers(replicas.iter(), dead, &promoted, None);
+    let replicas = || replicas.iter().map(Borrow::borrow);
+    let (followers, lost) = followers(replicas(), dead, &promoted, None);
     steps.extend(followers.iter().map(|k| PlannedStep::Repoint {
         replica: k.clone(),
         to: promoted.clone(),
     }));
-    steps.extend(fence_and_detach(replicas, dead, &lost, policy));
+    steps.extend(fence_and_detach(replicas(), dead, &lost, policy));
     let hand_over = choice
         .hand_over_to
         .as_ref()
@@ -331,18 +333,18 @@ pub fn completion(
             writable: policy.apply_promotion,
         });
     }
-    let orphans: Vec<Instance> = view
-        .replicas_of(f)
-        .iter()
-        .filter(|&&r| r != s)
-        .map(|&r| instances[r].clone())
-        .collect();
-    let (followers, lost) = followers(orphans.iter(), dead, successor, Some(succ));
+    let orphans = || {
+        view.replicas_of(f)
+            .iter()
+            .filter(move |&&r| r != s)
+            .map(|&r| &instances[r])
+    };
+    let (followers, lost) = followers(orphans(), dead, successor, Some(succ));
     steps.extend(followers.iter().map(|k| PlannedStep::Repoint {
         replica: k.clone(),
         to: successor.clone(),
     }));
-    steps.extend(fence_and_detach(&orphans, dead, &lost, policy));
+    steps.extend(fence_and_detach(orphans(), dead, &lost, policy));
     Ok(Plan {
         successor: successor.clone(),
         candidate: None,
@@ -381,8 +383,8 @@ fn followers<'a>(
 
 /// Fencing the old master, then detaching the reachable lost replicas if the policy
 /// says so.
-fn fence_and_detach(
-    replicas: &[Instance],
+fn fence_and_detach<'a>(
+    replicas: impl Iterator<Item = &'a Instance>,
     dead: &Instance,
     lost: &[InstanceKey],
     policy: &Policy,
@@ -394,7 +396,6 @@ fn fence_and_detach(
         let lost: std::collections::HashSet<&InstanceKey> = lost.iter().collect();
         steps.extend(
             replicas
-                .iter()
                 .filter(|r| r.reachable && lost.contains(&r.key))
                 .map(|r| PlannedStep::DetachLostReplica {
                     replica: r.key.clone(),
@@ -451,11 +452,7 @@ pub fn takeover(
 ) -> Result<Plan, RecoveryError> {
     let view = ClusterView::new(instances);
     let primary = &instances[p];
-    let replicas: Vec<Instance> = view
-        .replicas_of(p)
-        .iter()
-        .map(|&i| instances[i].clone())
-        .collect();
+    let replicas: Vec<&Instance> = view.replicas_of(p).iter().map(|&i| &instances[i]).collect();
     let (chosen, candidate) = match target {
         Some(t) => match view.index_of(t) {
             Some(i) if view.source_of(i) == Some(p) && instances[i].reachable => {
