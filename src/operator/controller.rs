@@ -211,6 +211,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
                     excluded: &seen.excluded,
                     blocker: None,
                     primary_held: seen.primary_held.as_deref(),
+                    policy: &policy,
                     now: Timestamp::now(),
                 },
             ));
@@ -294,6 +295,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         &members,
         &instances,
         &analysis,
+        &policy,
         &plan,
         blocker.as_ref(),
     )
@@ -752,6 +754,7 @@ async fn report(
     members: &[Member],
     instances: &[Instance],
     analysis: &[Analysis],
+    policy: &Policy,
     plan: &Plan,
     blocker: Option<&Blocker>,
 ) -> Result<()> {
@@ -763,6 +766,7 @@ async fn report(
         excluded: &plan.excluded,
         blocker,
         primary_held: plan.primary_held.as_deref(),
+        policy,
         now: Timestamp::now(),
     };
     let new = status::build(cluster, &observation);
