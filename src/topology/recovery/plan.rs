@@ -11,6 +11,7 @@ use crate::topology::cluster::ClusterView;
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::Policy;
 use std::borrow::Borrow;
+use std::collections::HashSet;
 
 /// One step a recovery will take, decided before it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,7 +285,13 @@ pub fn dead_master<R: Borrow<Instance>>(
         writable: policy.apply_promotion,
     });
     let replicas = || replicas.iter().map(Borrow::borrow);
-    let (followers, lost) = followers(replicas(), dead, &promoted, None);
+    let eligible: HashSet<&InstanceKey> = choice
+        .ranking
+        .iter()
+        .filter(|r| r.excluded.is_none())
+        .map(|r| &r.instance)
+        .collect();
+    let (followers, lost) = followers(replicas(), dead, &promoted, None, &eligible);
     steps.extend(followers.iter().map(|k| PlannedStep::Repoint {
         replica: k.clone(),
         to: promoted.clone(),
@@ -339,7 +346,7 @@ pub fn completion(
             .filter(move |&&r| r != s)
             .map(|&r| &instances[r])
     };
-    let (followers, lost) = followers(orphans(), dead, successor, Some(succ));
+    let (followers, lost) = followers(orphans(), dead, successor, Some(succ), &HashSet::new());
     steps.extend(followers.iter().map(|k| PlannedStep::Repoint {
         replica: k.clone(),
         to: successor.clone(),
@@ -357,11 +364,14 @@ pub fn completion(
 /// Splits the replicas of `dead` other than `successor` into those that follow the
 /// successor and those lost: unreachable, unparseable, errant, or (when the successor
 /// is known) holding transactions it lacks.
+/// `eligible` are replicas candidate choice found promotable: they can follow anyone,
+/// so they are not checked again.
 fn followers<'a>(
     replicas: impl Iterator<Item = &'a Instance>,
     dead: &Instance,
     successor: &InstanceKey,
     known_successor: Option<&Instance>,
+    eligible: &HashSet<&InstanceKey>,
 ) -> (Vec<InstanceKey>, Vec<InstanceKey>) {
     let held = known_successor.and_then(Instance::executed_position);
     let mut follow = Vec::new();
@@ -372,7 +382,8 @@ fn followers<'a>(
                 (Some(h), Some(p)) => !h.contains(&p),
                 _ => true,
             };
-        if !r.reachable || ahead || cannot_follow(r, dead).is_some() {
+        let clean = eligible.contains(&r.key) || cannot_follow(r, dead).is_none();
+        if !r.reachable || ahead || !clean {
             lost.push(r.key.clone());
         } else {
             follow.push(r.key.clone());
@@ -393,7 +404,7 @@ fn fence_and_detach<'a>(
         failed: dead.key.clone(),
     }];
     if policy.detach_lost_replicas {
-        let lost: std::collections::HashSet<&InstanceKey> = lost.iter().collect();
+        let lost: HashSet<&InstanceKey> = lost.iter().collect();
         steps.extend(
             replicas
                 .filter(|r| r.reachable && lost.contains(&r.key))
