@@ -314,6 +314,36 @@ pub struct MySQLClusterStatus {
     /// The last acknowledgement of recoveries (the annotation's value and when korc saw it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_acknowledgement: Option<AcknowledgementStatus>,
+    /// If the primary failed now: who would be promoted and why, and which instances
+    /// could not be. Present when the cluster has a primary and a replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_candidate: Option<FailoverCandidateStatus>,
+}
+
+/// korc's candidate choice on the current probe, with the primary taken as failed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverCandidateStatus {
+    /// Pod name of the replica that would be promoted; absent when none could be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Why it, and what would follow (a catch-up from a more advanced replica, a
+    /// hand-over to a preferred one); or why no replica could be promoted.
+    pub why: String,
+    /// Replicas that could not be promoted, with the reason.
+    #[serde(default)]
+    pub excluded: Vec<ExcludedInstanceStatus>,
+}
+
+/// A replica candidate choice excludes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExcludedInstanceStatus {
+    /// Pod name.
+    pub pod: String,
+    /// The reason (`mustNot`, `downtimed`, `errantGtids 0-12-3`, `otherDataCenter
+    /// zone-b`, `lagging`, `unreachable`, `noBinaryLog`, ...).
+    pub reason: String,
 }
 
 /// A recovery korc ran (or is running): orchestrator's recovery record, with instances

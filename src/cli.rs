@@ -1,15 +1,20 @@
 //! The `korc` command line: the topology engine on a list of instances, without
 //! Kubernetes (like orchestrator-client for a cluster korc does not manage).
 //!
-//! Exit codes: 0 success (analyze: no problem); 1 error; 2 usage; 3 analyze found a
-//! problem; 4 recover found nothing actionable; 5 a recovery or switchover failed or
-//! rolled back.
+//! Exit codes: 0 success (analyze: no problem; a dry run: a plan); 1 error; 2 usage;
+//! 3 analyze found a problem; 4 recover (or its dry run) found nothing actionable; 5 a
+//! recovery or switchover failed or rolled back; 6 a dry run found the recovery or
+//! switchover would be refused (no candidate, an excluded target, a second primary).
+
+mod text;
 
 use crate::topology::analysis::{Analysis, AnalysisCode, analyze};
+use crate::topology::cluster::imply_roles;
 use crate::topology::dialect::ReplicationCredentials;
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy, PromotionRule};
 use crate::topology::probe::{now_ms, probe_cluster};
+use crate::topology::recovery::dry_run::{self, DryRun, Verdict};
 use crate::topology::recovery::{
     Outcome, RecoveryContext, RecoveryRecord, Unguarded, graceful_takeover, recover,
 };
@@ -48,11 +53,14 @@ pub enum Command {
         output: Output,
     },
     /// Probe, analyse, and run the recovery the analysis calls for; prints the
-    /// recovery record as JSON.
+    /// recovery record.
     Recover {
         /// The cluster.
         #[command(flatten)]
         cluster: ClusterArgs,
+        /// What would happen.
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Print the CustomResourceDefinitions korc defines, as YAML.
     Crd,
@@ -77,16 +85,38 @@ pub enum Command {
         /// The replica to promote (default: chosen by candidate rules).
         #[arg(long, value_name = "HOST:PORT")]
         to: Option<InstanceKey>,
+        /// What would happen.
+        #[command(flatten)]
+        plan: PlanArgs,
     },
 }
 
-/// Output format of `analyze`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
-    /// One line per analysis.
+    /// Readable lines.
     Text,
-    /// `{"instances":[...],"analysis":[...]}`.
+    /// The document as JSON.
     Json,
+}
+
+/// `--dry-run`, `--snapshot` and `--output` of `recover` and `switchover`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the plan korc would execute and change nothing (not the state file either).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Plan from a saved `analyze --output json` document instead of probing.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "dry_run",
+        conflicts_with = "instances"
+    )]
+    pub snapshot: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Json)]
+    pub output: Output,
 }
 
 /// The instances of one cluster, how to reach them, and the policy.
@@ -260,15 +290,29 @@ impl ClusterArgs {
     /// Probes the cluster, completing unreachable instances from the state file, and
     /// saves the new state.
     async fn probe(&self, connector: &Connector) -> Result<Vec<Instance>> {
+        let instances = self.observe(connector).await?;
+        self.save(&instances)?;
+        Ok(instances)
+    }
+
+    /// Probes the cluster, completing unreachable instances from the state file, which
+    /// is left as it is.
+    async fn observe(&self, connector: &Connector) -> Result<Vec<Instance>> {
         if self.instances.is_empty() {
             return Err(Error::Invalid(
                 "--instances is required: the cluster's instances as host:port,...".into(),
             ));
         }
         let previous = self.previous_state();
-        let instances = probe_cluster(connector, &self.instances, &previous).await;
-        self.save(&instances)?;
-        Ok(instances)
+        Ok(probe_cluster(connector, &self.instances, &previous).await)
+    }
+
+    /// The topology a dry run plans from: the snapshot, or a probe.
+    async fn topology(&self, plan: &PlanArgs) -> Result<Vec<Instance>> {
+        match &plan.snapshot {
+            Some(path) => read_snapshot(path),
+            None => self.observe(&self.connector()).await,
+        }
     }
 
     /// The instances the state file remembers. A state file that cannot be read or
@@ -321,6 +365,14 @@ fn read_document(path: &Path) -> Result<Vec<Instance>> {
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
     }
     Ok(doc.instances)
+}
+
+/// A snapshot to analyse or plan from: the document's instances, each one never probed
+/// given the role the others imply, as a live probe gives it.
+fn read_snapshot(path: &Path) -> Result<Vec<Instance>> {
+    let mut instances = read_document(path)?;
+    imply_roles(&mut instances);
+    Ok(instances)
 }
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -415,6 +467,29 @@ fn exit_code_of(record: &RecoveryRecord) -> u8 {
     }
 }
 
+/// Prints a dry run; returns its exit code.
+fn print_dry_run(d: &DryRun, output: Output) -> Result<u8> {
+    match output {
+        Output::Json => print_json(d)?,
+        Output::Text => print!("{}", text::dry_run(d)),
+    }
+    Ok(match d.verdict {
+        Verdict::Plan => 0,
+        Verdict::NothingToDo => 4,
+        Verdict::Refused => 6,
+    })
+}
+
+fn print_record(record: &RecoveryRecord, output: Output) -> Result<()> {
+    match output {
+        Output::Json => print_json(record),
+        Output::Text => {
+            print!("{}", text::record(record));
+            Ok(())
+        }
+    }
+}
+
 /// Runs a subcommand; returns the process exit code.
 pub async fn run(command: Command) -> Result<u8> {
     match command {
@@ -425,7 +500,7 @@ pub async fn run(command: Command) -> Result<u8> {
         } => {
             let policy = cluster.policy()?;
             let instances = match &snapshot {
-                Some(path) => read_document(path)?,
+                Some(path) => read_snapshot(path)?,
                 None => cluster.probe(&cluster.connector()).await?,
             };
             let analysis = analyze(&instances, &policy, now_ms());
@@ -439,20 +514,36 @@ pub async fn run(command: Command) -> Result<u8> {
             }
             Ok(if problem { 3 } else { 0 })
         }
-        Command::Recover { cluster } => {
+        Command::Recover { cluster, plan } if plan.dry_run => {
+            let policy = cluster.policy()?;
+            let instances = cluster.topology(&plan).await?;
+            let now = now_ms();
+            let analysis = analyze(&instances, &policy, now);
+            print_dry_run(
+                &dry_run::recover(&instances, &analysis, &policy, now),
+                plan.output,
+            )
+        }
+        Command::Recover { cluster, plan } => {
             let ctx = cluster.recovery_context()?;
             let instances = cluster.probe(&ctx.connector).await?;
             let analysis = analyze(&instances, &ctx.policy, now_ms());
             match recover(&ctx, &instances, &analysis, &Unguarded, None).await {
                 Some(record) => {
-                    print_json(&record)?;
+                    print_record(&record, plan.output)?;
                     cluster.probe(&ctx.connector).await?;
                     Ok(exit_code_of(&record))
                 }
                 None => {
-                    print_json(
-                        &serde_json::json!({ "outcome": "nothingToDo", "analysis": analysis }),
-                    )?;
+                    match plan.output {
+                        Output::Json => print_json(
+                            &serde_json::json!({ "outcome": "nothingToDo", "analysis": analysis }),
+                        )?,
+                        Output::Text => {
+                            println!("nothing to do");
+                            print_text(&analysis);
+                        }
+                    }
                     Ok(4)
                 }
             }
@@ -474,11 +565,19 @@ pub async fn run(command: Command) -> Result<u8> {
             print!("{}", crate::api::crds_yaml());
             Ok(0)
         }
-        Command::Switchover { cluster, to } => {
+        Command::Switchover { cluster, to, plan } if plan.dry_run => {
+            let policy = cluster.policy()?;
+            let instances = cluster.topology(&plan).await?;
+            print_dry_run(
+                &dry_run::switchover(&instances, to.as_ref(), &policy, now_ms()),
+                plan.output,
+            )
+        }
+        Command::Switchover { cluster, to, plan } => {
             let ctx = cluster.recovery_context()?;
             let instances = cluster.probe(&ctx.connector).await?;
             let record = graceful_takeover(&ctx, &instances, to.as_ref(), &Unguarded).await;
-            print_json(&record)?;
+            print_record(&record, plan.output)?;
             cluster.probe(&ctx.connector).await?;
             Ok(exit_code_of(&record))
         }

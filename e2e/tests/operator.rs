@@ -27,6 +27,9 @@ async fn sample_cluster_replicates_and_status_tells_the_truth() {
     let s = wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
     let primary = s["primary"].as_str().unwrap().to_string();
     assert_eq!(primary, "db-0");
+    // If the primary failed now, a replica would be promoted.
+    let candidate = s["failoverCandidate"]["pod"].as_str().unwrap_or_default();
+    assert!(["db-1", "db-2"].contains(&candidate), "{s:#}");
     let conditions = s["conditions"].as_array().unwrap();
     assert!(
         conditions

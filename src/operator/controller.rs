@@ -220,6 +220,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
                     excluded: &seen.excluded,
                     blocker: None,
                     primary_held: seen.primary_held.as_deref(),
+                    policy: &policy,
                     now: Timestamp::now(),
                 },
             ));
@@ -307,6 +308,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         &members,
         &instances,
         &analysis,
+        &policy,
         &plan,
         blocker.as_ref(),
     )
@@ -812,6 +814,7 @@ async fn report(
     members: &[Member],
     instances: &[Instance],
     analysis: &[Analysis],
+    policy: &Policy,
     plan: &Plan,
     blocker: Option<&Blocker>,
 ) -> Result<()> {
@@ -823,6 +826,7 @@ async fn report(
         excluded: &plan.excluded,
         blocker,
         primary_held: plan.primary_held.as_deref(),
+        policy,
         now: Timestamp::now(),
     };
     let new = status::build(cluster, &observation);

@@ -6,11 +6,13 @@
 
 use super::decide::{Blocker, RUNNING, anti_flapping};
 use crate::api::{
-    AnalysisStatus, DetectionStatus, InstanceStatus, MySQLCluster, MySQLClusterStatus,
+    AnalysisStatus, DetectionStatus, ExcludedInstanceStatus, FailoverCandidateStatus,
+    InstanceStatus, MySQLCluster, MySQLClusterStatus,
 };
 use crate::topology::analysis::{Analysis, AnalysisCode};
+use crate::topology::candidate::{self, Exclusion};
 use crate::topology::instance::{Instance, InstanceKey, ThreadState};
-use crate::topology::policy::PromotionRule;
+use crate::topology::policy::{Policy, PromotionRule};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
@@ -73,6 +75,9 @@ pub struct Observation<'a> {
     pub blocker: Option<&'a Blocker>,
     /// Why the primary is kept read-only (its data is behind its replicas'), if it is.
     pub primary_held: Option<&'a str>,
+    /// The engine's policy (promotion rules, downtimes, zones), for the failover
+    /// candidate.
+    pub policy: &'a Policy,
     /// Now.
     pub now: Timestamp,
 }
@@ -349,6 +354,65 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
         recoveries: previous.recoveries.clone(),
         recovery_blocked_until: blocked_until,
         last_acknowledgement: previous.last_acknowledgement.clone(),
+        failover_candidate: failover_candidate(o),
+    }
+}
+
+/// If the primary failed now: the engine's candidate choice with the primary taken as
+/// failed, instances named by pod. Nothing volatile goes in (no positions, no lag
+/// figures), so it changes only when the candidate or an exclusion does.
+fn failover_candidate(o: &Observation<'_>) -> Option<FailoverCandidateStatus> {
+    let primary = o.primary?;
+    let key = &o.members.iter().find(|m| m.pod == primary)?.key;
+    let now_ms = u64::try_from(o.now.as_millisecond()).unwrap_or(0);
+    let choice = candidate::failover_candidate(o.instances, key, o.policy, now_ms)?;
+    let ranking = match &choice {
+        Ok(c) => &c.ranking,
+        Err(none) => &none.ranking,
+    };
+    let excluded = ranking
+        .iter()
+        .filter_map(|r| {
+            Some(ExcludedInstanceStatus {
+                pod: pod_of(o.members, &r.instance),
+                reason: exclusion_reason(r.excluded.as_ref()?),
+            })
+        })
+        .collect();
+    let pods = |keys: &[InstanceKey]| {
+        keys.iter()
+            .map(|k| pod_of(o.members, k))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (pod, why) = match &choice {
+        Ok(c) => {
+            let mut why = c.chosen_by.map(|b| b.to_string()).unwrap_or_default();
+            if !c.ahead.is_empty() {
+                why += &format!("; it would first catch up from {}", pods(&c.ahead));
+            }
+            if let Some(h) = &c.hand_over_to {
+                why += &format!(
+                    "; then it would hand over to {} (promotion rule {})",
+                    pod_of(o.members, h),
+                    o.policy.promotion_rule(h)
+                );
+            }
+            (Some(pod_of(o.members, &c.promoted)), why)
+        }
+        Err(_) => (None, "no replica can be promoted".to_string()),
+    };
+    Some(FailoverCandidateStatus { pod, why, excluded })
+}
+
+/// An exclusion as the status gives it: the reason's name, with what names the place
+/// or the transactions; a lag figure is left out, since it moves with every probe.
+fn exclusion_reason(e: &Exclusion) -> String {
+    match e {
+        Exclusion::ErrantGtids(detail)
+        | Exclusion::OtherDataCenter(detail)
+        | Exclusion::OtherRegion(detail) => format!("{} {detail}", e.code()),
+        _ => e.code().to_string(),
     }
 }
 

@@ -34,6 +34,7 @@ const PROTECTED: &[&str] = &[
     "gtid_strict_mode",
     "gtid_mode",
     "enforce_gtid_consistency",
+    "init_rpl_role",
     "read_only",
     "super_read_only",
     "relay_log",
@@ -94,13 +95,18 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
             cnf += "log_slave_updates=ON\ngtid_strict_mode=ON\nslave_net_timeout=2\n";
             // Every instance starts read-only with the source side off (korc turns it on
             // on the primary only: a replica's applier would wait for acknowledgements
-            // nobody sends) and the replica side on, which also makes a crashed primary
-            // truncate the binlog tail no replica acknowledged (MDEV-21117).
+            // nobody sends) and the replica side on. Starting in the replica role makes a
+            // crashed primary truncate the binlog tail no replica acknowledged instead of
+            // committing it (MDEV-21117; since MDEV-33465 that takes init_rpl_role=SLAVE):
+            // korc fails it over and it rejoins as a replica without errant transactions.
             cnf += &format!(
                 "rpl_semi_sync_master_enabled=OFF\nrpl_semi_sync_slave_enabled={m}\n\
                  rpl_semi_sync_master_timeout={timeout}\nrpl_semi_sync_master_wait_point=AFTER_SYNC\n",
                 m = on(semi.is_some())
             );
+            if semi.is_some() {
+                cnf += "init_rpl_role=SLAVE\n";
+            }
         }
         Flavor::Mysql => {
             cnf += "log_replica_updates=ON\ngtid_mode=ON\nenforce_gtid_consistency=ON\nsuper_read_only=ON\n";
@@ -174,6 +180,7 @@ mod tests {
             "korc enables it on the primary"
         );
         assert!(cnf.contains("rpl_semi_sync_slave_enabled=ON"));
+        assert!(cnf.contains("init_rpl_role=SLAVE"));
         assert!(cnf.contains("rpl_semi_sync_master_timeout=4294967295"));
         let mut m = spec("mysql:8.4");
         m.semi_sync = Some(SemiSyncSpec {

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 pub struct ClusterView<'a> {
     /// The instances, in the order given.
     pub instances: &'a [Instance],
-    aliases: HashMap<InstanceKey, usize>,
+    /// Every name of an instance (key, report host, hostname) as host and port.
+    aliases: HashMap<(&'a str, u16), usize>,
     source: Vec<Option<usize>>,
     replicas: Vec<Vec<usize>>,
     in_ring: Vec<bool>,
@@ -22,23 +23,23 @@ impl<'a> ClusterView<'a> {
     /// Builds the graph. A replica whose source is not among `instances` has no source
     /// index (see [`ClusterView::has_foreign_source`]).
     pub fn new(instances: &'a [Instance]) -> Self {
-        let mut aliases = HashMap::new();
+        let mut aliases = HashMap::with_capacity(instances.len());
         for (i, inst) in instances.iter().enumerate() {
-            aliases.insert(inst.key.clone(), i);
+            aliases.insert((inst.key.host.as_str(), inst.key.port), i);
         }
         // Report host and hostname are weaker names: they never shadow a real key.
         for (i, inst) in instances.iter().enumerate() {
             for name in [&inst.report_host, &inst.hostname].into_iter().flatten() {
-                aliases
-                    .entry(InstanceKey::new(name.clone(), inst.key.port))
-                    .or_insert(i);
+                aliases.entry((name.as_str(), inst.key.port)).or_insert(i);
             }
         }
         let source: Vec<Option<usize>> = instances
             .iter()
             .enumerate()
             .map(|(i, inst)| {
-                inst.source()
+                inst.replication
+                    .as_ref()
+                    .and_then(Replication::source_address)
                     .and_then(|s| aliases.get(&s).copied())
                     .filter(|&s| s != i)
             })
@@ -61,7 +62,7 @@ impl<'a> ClusterView<'a> {
 
     /// Index of the instance a key (or alias) names.
     pub fn index_of(&self, key: &InstanceKey) -> Option<usize> {
-        self.aliases.get(key).copied()
+        self.aliases.get(&(key.host.as_str(), key.port)).copied()
     }
 
     /// Index of the instance's source within the cluster.

@@ -153,9 +153,16 @@ impl Replication {
     /// The configured source, or none when replication was detached (`//host`) or the
     /// host is empty.
     pub fn source(&self) -> Option<InstanceKey> {
+        self.source_address()
+            .map(|(host, port)| InstanceKey::new(host, port))
+    }
+
+    /// [`Replication::source`] as borrowed host and port, for lookups that should not
+    /// allocate.
+    pub fn source_address(&self) -> Option<(&str, u16)> {
         let h = self.source_host.trim();
         (!h.is_empty() && h != "_" && !h.starts_with("//") && self.source_port != 0)
-            .then(|| InstanceKey::new(h, self.source_port))
+            .then_some((h, self.source_port))
     }
 
     /// True when the replica was detached from its source on purpose.
@@ -479,25 +486,28 @@ impl Instance {
     /// this instance's. None when it cannot be told.
     pub fn own_errant_gtids(&self, source: &Instance) -> Option<String> {
         source.last_seen_ms?;
-        match self.flavor? {
-            Flavor::Mariadb => {
+        self.own_errant_between(&self.gtid_history()?, &source.gtid_history()?)
+    }
+
+    /// [`Instance::own_errant_gtids`] on histories already parsed: `own` this
+    /// instance's, `theirs` its source's.
+    pub fn own_errant_between(&self, own: &GtidHistory, theirs: &GtidHistory) -> Option<String> {
+        match (own, theirs) {
+            (GtidHistory::MariaDb(own), GtidHistory::MariaDb(theirs)) => {
                 let own_id = self.server_id?;
-                let own = MariaDbBinlogState::parse(&self.gtid.binlog_state).ok()?;
-                let theirs = MariaDbBinlogState::parse(&source.gtid.binlog_state).ok()?;
                 let errant: Vec<String> = own
-                    .errant_against(&theirs)
+                    .errant_against(theirs)
                     .iter()
                     .filter(|g| g.server_id == own_id)
                     .map(ToString::to_string)
                     .collect();
                 Some(errant.join(","))
             }
-            Flavor::Mysql => {
+            (GtidHistory::Mysql(own), GtidHistory::Mysql(theirs)) => {
                 let uuid = self.server_uuid.as_deref()?.to_ascii_lowercase();
-                let own = MysqlGtidSet::parse(&self.gtid.executed).ok()?;
-                let theirs = MysqlGtidSet::parse(&source.gtid.executed).ok()?;
-                Some(own.subtract(&theirs).only_source(&uuid).to_string())
+                Some(own.subtract(theirs).only_source(&uuid).to_string())
             }
+            _ => None,
         }
     }
 

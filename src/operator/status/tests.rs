@@ -49,8 +49,17 @@ fn members(n: usize) -> Vec<Member> {
 }
 
 fn observe(c: &MySQLCluster, instances: &[Instance], primary: Option<&str>) -> MySQLClusterStatus {
+    observe_with(c, instances, primary, &Policy::default())
+}
+
+fn observe_with(
+    c: &MySQLCluster,
+    instances: &[Instance],
+    primary: Option<&str>,
+    policy: &Policy,
+) -> MySQLClusterStatus {
     let m = members(instances.len());
-    let analysis = analyze(instances, &Policy::default(), 0);
+    let analysis = analyze(instances, policy, 0);
     let excluded = BTreeMap::new();
     build(
         c,
@@ -62,6 +71,7 @@ fn observe(c: &MySQLCluster, instances: &[Instance], primary: Option<&str>) -> M
             excluded: &excluded,
             blocker: None,
             primary_held: None,
+            policy,
             now: Timestamp::from_second(100).unwrap(),
         },
     )
@@ -179,6 +189,7 @@ fn transition_times_move_only_on_transitions() {
             excluded: &excluded,
             blocker: None,
             primary_held: None,
+            policy: &Policy::default(),
             now: Timestamp::from_second(999).unwrap(),
         },
     );
@@ -199,6 +210,7 @@ fn transition_times_move_only_on_transitions() {
             excluded: &excluded,
             blocker: None,
             primary_held: None,
+            policy: &Policy::default(),
             now: Timestamp::from_second(1500).unwrap(),
         },
     );
@@ -231,6 +243,7 @@ fn a_primary_kept_read_only_because_it_is_behind_says_why() {
             excluded: &excluded,
             blocker: None,
             primary_held: Some(why),
+            policy: &Policy::default(),
             now: Timestamp::from_second(100).unwrap(),
         },
     );
@@ -240,4 +253,157 @@ fn a_primary_kept_read_only_because_it_is_behind_says_why() {
         ("False", "PrimaryBehind")
     );
     assert_eq!(available.message, why);
+}
+
+/// A primary `db-0` and replicas `db-1`, `db-2` replicating from it, in sync.
+fn three() -> Vec<Instance> {
+    vec![
+        instance("10.0.0.0:3306", None, true),
+        instance("10.0.0.1:3306", Some("10.0.0.0:3306"), false),
+        instance("10.0.0.2:3306", Some("10.0.0.0:3306"), false),
+    ]
+}
+
+fn key(pod: usize) -> InstanceKey {
+    format!("10.0.0.{pod}:3306").parse().unwrap()
+}
+
+#[test]
+fn the_failover_candidate_names_who_would_be_promoted_and_who_could_not_be() {
+    let c = cluster(3);
+    let s = observe(&c, &three(), Some("db-0"));
+    let f = s.failover_candidate.unwrap();
+    assert_eq!(f.pod.as_deref(), Some("db-1"), "{f:?}");
+    assert_eq!(f.why, "as good as the next candidate; first by address");
+    assert!(f.excluded.is_empty());
+
+    let mut p = Policy::default();
+    p.instance_mut(&key(1)).promotion_rule = PromotionRule::MustNot;
+    p.instance_mut(&key(2)).promotion_rule = PromotionRule::Prefer;
+    let f = observe_with(&c, &three(), Some("db-0"), &p)
+        .failover_candidate
+        .unwrap();
+    assert_eq!(f.pod.as_deref(), Some("db-2"));
+    assert_eq!(
+        f.excluded,
+        [ExcludedInstanceStatus {
+            pod: "db-1".into(),
+            reason: "mustNot".into()
+        }]
+    );
+
+    // A replica that stopped receiving ranks behind one that still receives.
+    let mut behind = three();
+    behind[1].replication.as_mut().unwrap().io_running = ThreadState::No;
+    behind[1].gtid.current_pos = "0-10-4".into();
+    behind[1].gtid.binlog_state = "0-10-4".into();
+    let f = observe(&c, &behind, Some("db-0"))
+        .failover_candidate
+        .unwrap();
+    assert_eq!(f.pod.as_deref(), Some("db-2"));
+    assert_eq!(f.why, "it received transactions the next candidate did not");
+
+    p.instance_mut(&key(2)).promotion_rule = PromotionRule::MustNot;
+    let f = observe_with(&c, &three(), Some("db-0"), &p)
+        .failover_candidate
+        .unwrap();
+    assert_eq!(f.pod, None);
+    assert_eq!(f.why, "no replica can be promoted");
+    assert_eq!(f.excluded.len(), 2);
+}
+
+#[test]
+fn no_failover_candidate_without_a_primary_or_a_replica() {
+    let c = cluster(3);
+    assert_eq!(observe(&c, &three(), None).failover_candidate, None);
+    let alone = [instance("10.0.0.0:3306", None, true)];
+    assert_eq!(
+        observe(&cluster(1), &alone, Some("db-0")).failover_candidate,
+        None
+    );
+}
+
+#[test]
+fn a_hand_over_and_a_donor_are_part_of_why() {
+    let c = cluster(3);
+    let mut list = three();
+    // db-1 stopped receiving behind; db-2 is must_not and ahead of nobody.
+    list[1].replication.as_mut().unwrap().io_running = ThreadState::No;
+    list[1].gtid.current_pos = "0-10-4".into();
+    list[1].gtid.binlog_state = "0-10-4".into();
+    let mut p = Policy::default();
+    p.instance_mut(&key(2)).promotion_rule = PromotionRule::MustNot;
+    let f = observe_with(&c, &list, Some("db-0"), &p)
+        .failover_candidate
+        .unwrap();
+    assert_eq!(f.pod.as_deref(), Some("db-1"));
+    assert_eq!(
+        f.why,
+        "the only replica that can be promoted; it would first catch up from db-2"
+    );
+
+    let mut p = Policy::default();
+    p.instance_mut(&key(1)).promotion_rule = PromotionRule::Prefer;
+    let f = observe_with(&c, &list, Some("db-0"), &p)
+        .failover_candidate
+        .unwrap();
+    assert_eq!(f.pod.as_deref(), Some("db-2"));
+    assert_eq!(
+        f.why,
+        "it received transactions the next candidate did not; \
+         then it would hand over to db-1 (promotion rule prefer)"
+    );
+}
+
+#[test]
+fn candidate_and_exclusion_changes_are_significant_lag_and_positions_are_not() {
+    let mut c = cluster(3);
+    let mut p = Policy {
+        fail_master_promotion_on_lag_seconds: Some(60),
+        ..Policy::default()
+    };
+    let first = observe_with(&c, &three(), Some("db-0"), &p);
+    c.status = Some(first.clone());
+
+    // Writes and lag under the limit: positions and lag move, nothing significant.
+    let mut moved = three();
+    for (i, inst) in moved.iter_mut().enumerate() {
+        inst.gtid.current_pos = format!("0-10-{}", 50 - i);
+        inst.gtid.binlog_state = format!("0-10-{}", 50 - i);
+        if let Some(r) = inst.replication.as_mut() {
+            r.seconds_behind = Some(i as u64 * 4);
+            r.received_gtids = "0-10-50".into();
+        }
+    }
+    let later = observe_with(&c, &moved, Some("db-0"), &p);
+    assert_ne!(later, first, "the volatile fields did move");
+    assert_eq!(significant(&later), significant(&first));
+
+    // Lag beyond the limit excludes db-1: significant, but its figure is not.
+    moved[1].replication.as_mut().unwrap().seconds_behind = Some(61);
+    let lagging = observe_with(&c, &moved, Some("db-0"), &p);
+    assert_ne!(significant(&lagging), significant(&first));
+    let f = lagging.failover_candidate.clone().unwrap();
+    assert_eq!(f.pod.as_deref(), Some("db-2"));
+    assert_eq!(f.excluded[0].reason, "lagging");
+    moved[1].replication.as_mut().unwrap().seconds_behind = Some(95);
+    assert_eq!(
+        significant(&observe_with(&c, &moved, Some("db-0"), &p)),
+        significant(&lagging)
+    );
+
+    // A promotion rule change moves the candidate: significant.
+    p.fail_master_promotion_on_lag_seconds = None;
+    p.instance_mut(&key(2)).promotion_rule = PromotionRule::Prefer;
+    let preferred = observe_with(&c, &three(), Some("db-0"), &p);
+    assert_eq!(
+        preferred
+            .failover_candidate
+            .as_ref()
+            .unwrap()
+            .pod
+            .as_deref(),
+        Some("db-2")
+    );
+    assert_ne!(significant(&preferred), significant(&first));
 }

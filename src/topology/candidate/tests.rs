@@ -1,6 +1,7 @@
 //! Candidate choice on hand-built replica sets.
 
 use super::*;
+use crate::topology::gtid::MariaDbPosition;
 use crate::topology::instance::{Flavor, Replication, ThreadState};
 use crate::topology::policy::Downtime;
 
@@ -244,3 +245,43 @@ fn a_kept_candidate_stays_while_it_can_be_promoted() {
     let c = keep_candidate(&rs, &dead_master(), &p, 0, &key("b:1")).unwrap();
     assert_eq!(c.promoted, key("a:1"));
 }
+
+#[test]
+fn containment_counts_match_pairwise_comparison() {
+    let maria = |t: &str| Some(GtidPosition::MariaDb(MariaDbPosition::parse(t).unwrap()));
+    let sets: [Vec<Option<GtidPosition>>; 4] = [
+        // A chain, with repeats, a gap and a position of another server id that is
+        // the same position.
+        vec![
+            maria("0-1-5"),
+            maria("0-1-9"),
+            None,
+            maria("0-1-5"),
+            maria("0-2-9"),
+            maria("0-1-7"),
+        ],
+        // Domains that advance apart: no chain.
+        vec![
+            maria("0-1-10,1-2-5"),
+            maria("0-1-12,1-2-3"),
+            maria("0-1-9,1-2-3"),
+        ],
+        // A chain over two domains.
+        vec![maria("0-1-1"), maria("0-1-2,1-2-1"), maria("0-1-3,1-2-1")],
+        vec![],
+    ];
+    for positions in sets {
+        let pairwise: Vec<usize> = positions
+            .iter()
+            .map(|p| {
+                p.as_ref().map_or(0, |p| {
+                    positions.iter().flatten().filter(|o| p.contains(o)).count()
+                })
+            })
+            .collect();
+        let refs: Vec<Option<&GtidPosition>> = positions.iter().map(Option::as_ref).collect();
+        assert_eq!(containment_counts(&refs), pairwise, "{positions:?}");
+    }
+}
+
+mod table;

@@ -2,7 +2,7 @@
 
 use super::record::StepKind;
 use super::semi_sync::Unfit;
-use crate::topology::candidate::NoCandidate;
+use crate::topology::candidate::{Exclusion, NoCandidate};
 use crate::topology::instance::InstanceKey;
 use std::time::Duration;
 
@@ -37,6 +37,14 @@ pub enum RecoveryError {
         target: InstanceKey,
         /// The primary.
         primary: InstanceKey,
+    },
+    /// The named switchover target is a replica candidate choice excludes.
+    #[error("{target} cannot be promoted: {exclusion}")]
+    TargetExcluded {
+        /// The requested target.
+        target: InstanceKey,
+        /// Why it is excluded.
+        exclusion: Exclusion,
     },
     /// Another instance is a writable master already, and it cannot take the failed
     /// master's replicas without losing what they received: promoting one of them

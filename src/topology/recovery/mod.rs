@@ -5,6 +5,7 @@
 //! [`StepGuard`] before every step and records every step in a [`RecoveryRecord`].
 
 mod dead_master;
+pub mod dry_run;
 mod error;
 mod executor;
 mod guard;

@@ -5,11 +5,13 @@
 use super::error::RecoveryError;
 use super::record::StepKind;
 use crate::topology::candidate::{
-    CandidateChoice, cannot_follow, choose_candidate, keep_candidate,
+    CandidateChoice, Exclusion, cannot_follow, choose_candidate, keep_candidate, rank,
 };
 use crate::topology::cluster::ClusterView;
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::Policy;
+use std::borrow::Borrow;
+use std::collections::HashSet;
 
 /// One step a recovery will take, decided before it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,8 +284,8 @@ pub fn freeze(
 /// replica if there is one, applies its relay log and is promoted; the other replicas
 /// follow it, the old master is fenced, lost replicas are detached, and a better-ruled
 /// replica takes over at the end.
-pub fn dead_master(
-    replicas: &[Instance],
+pub fn dead_master<R: Borrow<Instance>>(
+    replicas: &[R],
     dead: &Instance,
     policy: &Policy,
     now_ms: u64,
@@ -309,12 +311,19 @@ pub fn dead_master(
         writable: policy.apply_promotion,
         semi_sync: dead.semi_sync.master_enabled,
     });
-    let (followers, lost) = followers(replicas.iter(), dead, &promoted, None);
+    let replicas = || replicas.iter().map(Borrow::borrow);
+    let eligible: HashSet<&InstanceKey> = choice
+        .ranking
+        .iter()
+        .filter(|r| r.excluded.is_none())
+        .map(|r| &r.instance)
+        .collect();
+    let (followers, lost) = followers(replicas(), dead, &promoted, None, &eligible);
     steps.extend(followers.iter().map(|k| PlannedStep::Repoint {
         replica: k.clone(),
         to: promoted.clone(),
     }));
-    steps.extend(fence_and_detach(replicas, dead, &lost, policy));
+    steps.extend(fence_and_detach(replicas(), dead, &lost, policy));
     let hand_over = choice
         .hand_over_to
         .as_ref()
@@ -359,18 +368,18 @@ pub fn completion(
             semi_sync: dead.semi_sync.master_enabled,
         });
     }
-    let orphans: Vec<Instance> = view
-        .replicas_of(f)
-        .iter()
-        .filter(|&&r| r != s)
-        .map(|&r| instances[r].clone())
-        .collect();
-    let (followers, lost) = followers(orphans.iter(), dead, successor, Some(succ));
+    let orphans = || {
+        view.replicas_of(f)
+            .iter()
+            .filter(move |&&r| r != s)
+            .map(|&r| &instances[r])
+    };
+    let (followers, lost) = followers(orphans(), dead, successor, Some(succ), &HashSet::new());
     steps.extend(followers.iter().map(|k| PlannedStep::Repoint {
         replica: k.clone(),
         to: successor.clone(),
     }));
-    steps.extend(fence_and_detach(&orphans, dead, &lost, policy));
+    steps.extend(fence_and_detach(orphans(), dead, &lost, policy));
     Ok(Plan {
         successor: successor.clone(),
         candidate: None,
@@ -383,11 +392,14 @@ pub fn completion(
 /// Splits the replicas of `dead` other than `successor` into those that follow the
 /// successor and those lost: unreachable, unparseable, errant, or (when the successor
 /// is known) holding transactions it lacks.
+/// `eligible` are replicas candidate choice found promotable: they can follow anyone,
+/// so they are not checked again.
 fn followers<'a>(
     replicas: impl Iterator<Item = &'a Instance>,
     dead: &Instance,
     successor: &InstanceKey,
     known_successor: Option<&Instance>,
+    eligible: &HashSet<&InstanceKey>,
 ) -> (Vec<InstanceKey>, Vec<InstanceKey>) {
     let held = known_successor.and_then(Instance::executed_position);
     let mut follow = Vec::new();
@@ -398,7 +410,8 @@ fn followers<'a>(
                 (Some(h), Some(p)) => !h.contains(&p),
                 _ => true,
             };
-        if !r.reachable || ahead || cannot_follow(r, dead).is_some() {
+        let clean = eligible.contains(&r.key) || cannot_follow(r, dead).is_none();
+        if !r.reachable || ahead || !clean {
             lost.push(r.key.clone());
         } else {
             follow.push(r.key.clone());
@@ -409,8 +422,8 @@ fn followers<'a>(
 
 /// Fencing the old master, then detaching the reachable lost replicas if the policy
 /// says so.
-fn fence_and_detach(
-    replicas: &[Instance],
+fn fence_and_detach<'a>(
+    replicas: impl Iterator<Item = &'a Instance>,
     dead: &Instance,
     lost: &[InstanceKey],
     policy: &Policy,
@@ -419,9 +432,9 @@ fn fence_and_detach(
         failed: dead.key.clone(),
     }];
     if policy.detach_lost_replicas {
+        let lost: HashSet<&InstanceKey> = lost.iter().collect();
         steps.extend(
             replicas
-                .iter()
                 .filter(|r| r.reachable && lost.contains(&r.key))
                 .map(|r| PlannedStep::DetachLostReplica {
                     replica: r.key.clone(),
@@ -471,9 +484,11 @@ pub fn switch(
     }
 }
 
-/// A graceful takeover of the primary at index `p`: to `target` if given, else to the
-/// best replica by candidate choice (a `prefer` replica before a more advanced neutral
-/// one: the takeover waits for it to catch up anyway).
+/// A graceful takeover of the primary at index `p`: to `target` if given (refused when
+/// candidate choice excludes it for a reason other than place or lag, as orchestrator
+/// refuses a banned designated replica), else to the best replica by candidate choice
+/// (a `prefer` replica before a more advanced neutral one: the takeover waits for it to
+/// catch up anyway).
 pub fn takeover(
     instances: &[Instance],
     p: usize,
@@ -483,15 +498,23 @@ pub fn takeover(
 ) -> Result<Plan, RecoveryError> {
     let view = ClusterView::new(instances);
     let primary = &instances[p];
-    let replicas: Vec<Instance> = view
-        .replicas_of(p)
-        .iter()
-        .map(|&i| instances[i].clone())
-        .collect();
+    let replicas: Vec<&Instance> = view.replicas_of(p).iter().map(|&i| &instances[i]).collect();
     let (chosen, candidate) = match target {
         Some(t) => match view.index_of(t) {
             Some(i) if view.source_of(i) == Some(p) && instances[i].reachable => {
-                (instances[i].key.clone(), None)
+                let key = &instances[i].key;
+                let refused = rank(&replicas, primary, policy, now_ms)
+                    .into_iter()
+                    .find(|r| &r.instance == key)
+                    .and_then(|r| r.excluded)
+                    .filter(Exclusion::refuses_named_target);
+                if let Some(exclusion) = refused {
+                    return Err(RecoveryError::TargetExcluded {
+                        target: key.clone(),
+                        exclusion,
+                    });
+                }
+                (key.clone(), None)
             }
             _ => {
                 return Err(RecoveryError::NotADirectReplica {

@@ -705,3 +705,136 @@ async fn a_locked_master_nobody_can_acknowledge_for_is_left_as_it_is_and_the_rec
     );
     assert!(log_of(&log).is_empty());
 }
+
+/// The planned steps a run put to its guard, in order: what the executor ran.
+fn guarded(log: &Log) -> Vec<String> {
+    log_of(log)
+        .iter()
+        .filter_map(|l| l.strip_prefix("guard ").map(str::to_string))
+        .collect()
+}
+
+fn described(steps: &[PlannedStep]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|s| format!("{} {}", s.kind(), s.instance()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_exactly_the_steps_the_executor_runs() {
+    // A donor (must_not, most advanced), a lost errant replica, and a hand-over to a
+    // preferred one; then the plainest failover.
+    let mut errant = replica("e:1", 5, 9, 9);
+    errant.gtid.binlog_state = "0-1-9,0-5-3".into();
+    let mut rich = Policy::default();
+    rich.instance_mut(&key("x:1")).promotion_rule = PromotionRule::MustNot;
+    rich.instance_mut(&key("b:1")).promotion_rule = PromotionRule::Prefer;
+    let cases = [
+        (
+            rich,
+            vec![
+                dead_master(),
+                replica("a:1", 2, 10, 12),
+                replica("b:1", 3, 10, 10),
+                replica("x:1", 4, 10, 14),
+                errant,
+            ],
+        ),
+        (
+            Policy::default(),
+            vec![
+                dead_master(),
+                replica("a:1", 2, 10, 12),
+                replica("b:1", 3, 10, 10),
+            ],
+        ),
+    ];
+    for (policy, instances) in cases {
+        let analysis = crate::topology::analysis::analyze(&instances, &policy, 0);
+        let dry = dry_run::recover(&instances, &analysis, &policy, 0);
+        assert_eq!(dry.verdict, dry_run::Verdict::Plan, "{dry:#?}");
+        let mut planned = described(&dry.steps);
+        if let Some(h) = &dry.hand_over {
+            planned.extend(described(&h.steps));
+        }
+
+        let log = Log::default();
+        let fake = Fake::new(&instances, &log);
+        let rec = run_dead_master(&fake, policy, &instances, &Guard::new(&log), None).await;
+        assert_eq!(rec.outcome, Outcome::Recovered, "{rec:#?}");
+        assert_eq!(planned, guarded(&log));
+        assert_eq!(dry.successor, rec.successor);
+        assert_eq!(dry.lost_replicas, rec.lost_replicas);
+    }
+
+    // Switchover, to korc's choice and to a named replica.
+    let mut p = replica("m:1", 1, 20, 20);
+    p.replication = None;
+    p.read_only = Some(false);
+    let instances = [p, replica("a:1", 2, 20, 20), replica("b:1", 3, 19, 19)];
+    for target in [None, Some(key("b:1"))] {
+        let dry = dry_run::switchover(&instances, target.as_ref(), &Policy::default(), 0);
+        assert_eq!(dry.verdict, dry_run::Verdict::Plan, "{dry:#?}");
+        let log = Log::default();
+        let fake = Fake::new(&instances, &log);
+        let ctx = context(Policy::default());
+        let exec = Executor {
+            sql: &fake,
+            ctx: &ctx,
+            guard: &Guard::new(&log),
+        };
+        let rec = takeover::run(&exec, &instances, target.as_ref()).await;
+        assert_eq!(rec.outcome, Outcome::Recovered, "{rec:#?}");
+        assert_eq!(described(&dry.steps), guarded(&log), "{target:?}");
+        assert_eq!(dry.successor, rec.successor);
+    }
+}
+
+#[tokio::test]
+async fn a_switchover_to_an_excluded_replica_is_refused_before_anything_changes() {
+    let mut p = replica("m:1", 1, 20, 20);
+    p.replication = None;
+    p.read_only = Some(false);
+    let instances = [p, replica("a:1", 2, 20, 20), replica("b:1", 3, 20, 20)];
+    let mut policy = Policy::default();
+    policy.instance_mut(&key("b:1")).promotion_rule = PromotionRule::MustNot;
+    let log = Log::default();
+    let fake = Fake::new(&instances, &log);
+    let ctx = context(policy.clone());
+    let exec = Executor {
+        sql: &fake,
+        ctx: &ctx,
+        guard: &Guard::new(&log),
+    };
+    let rec = takeover::run(&exec, &instances, Some(&key("b:1"))).await;
+    assert_eq!(rec.outcome, Outcome::Failed);
+    let error = rec.error.unwrap();
+    assert_eq!(
+        error,
+        "b:1 cannot be promoted: its promotion rule is must_not"
+    );
+    assert!(log_of(&log).is_empty(), "nothing ran: {:?}", log_of(&log));
+    let dry = dry_run::switchover(&instances, Some(&key("b:1")), &policy, 0);
+    assert_eq!(dry.verdict, dry_run::Verdict::Refused);
+    assert_eq!(dry.reason.as_deref(), Some(error.as_str()));
+    assert!(dry.steps.is_empty());
+}
+
+#[tokio::test]
+async fn a_dry_run_of_a_locked_semi_sync_master_plans_the_steps_the_executor_runs() {
+    let (instances, policy) = locked_semi_sync();
+    let analysis = crate::topology::analysis::analyze(&instances, &policy, 0);
+    let dry = dry_run::recover(&instances, &analysis, &policy, 0);
+    assert_eq!(dry.verdict, dry_run::Verdict::Plan, "{dry:#?}");
+    assert_eq!(dry.kind, Some(RecoveryKind::SemiSyncReplicas));
+    assert!(
+        dry.notes.iter().any(|n| n.contains("n:1")),
+        "{:?}",
+        dry.notes
+    );
+    let log = Log::default();
+    let fake = Fake::new(&instances, &log);
+    run_semi_sync(&fake, policy, &instances).await;
+    assert_eq!(described(&dry.steps), guarded(&log));
+}
