@@ -492,9 +492,9 @@ impl PodRun {
                 .unwrap_or(30);
             for slot in self.init.iter().chain(self.main.iter()) {
                 if let Some(process) = &slot.process {
+                    // As with a real container runtime, a stopped (hung) process is
+                    // not woken: it acts on nothing until SIGKILL ends the grace period.
                     process.signal(libc::SIGTERM);
-                    // A stopped process cannot act on SIGTERM.
-                    process.signal_group(libc::SIGCONT);
                 }
             }
             now + Duration::from_secs(u64::try_from(grace.max(0)).unwrap_or(0))
