@@ -606,6 +606,12 @@ async fn must_not_and_downtimed_replicas_are_never_promoted() {
     println!("no candidate: {failed:#}");
     assert_eq!(failed["outcome"], "failed", "{failed:#}");
     assert!(failed["successor"].is_null(), "{failed:#}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("{must_not} \"MustNot\""))
+            && error.contains(&format!("{first} \"Downtimed\"")),
+        "the record names each exclusion by pod: {error}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let s = status(&api, "db").await;
     assert_eq!(s["primary"], second.as_str(), "{s:#}");

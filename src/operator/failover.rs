@@ -85,6 +85,18 @@ pub fn with_recovery(status: &MySQLClusterStatus, record: RecoveryStatus) -> MyS
 }
 
 /// The registered recovery completed with the engine's record: successor, lost
+/// The engine names instances by address; the status names them by pod, in the
+/// record's error and step details too.
+fn by_pod(text: &str, members: &[Member]) -> String {
+    members.iter().fold(text.to_string(), |t, m| {
+        let t = t.replace(&m.key.to_string(), &m.pod);
+        match &m.address {
+            Some(a) => t.replace(&a.to_string(), &m.pod),
+            None => t,
+        }
+    })
+}
+
 /// replicas, steps and outcome, instances named by pod.
 pub fn completed(
     registered: &RecoveryStatus,
@@ -108,7 +120,7 @@ pub fn completed(
             .map(|k| pod_of(members, k))
             .collect(),
         outcome: outcome.into(),
-        error: record.error.clone(),
+        error: record.error.as_deref().map(|e| by_pod(e, members)),
         ended_at: Some(Time(now)),
         writable_after_ms: record
             .writable_after_micros
@@ -124,7 +136,7 @@ pub fn completed(
                 instance: s.instance.as_ref().map(|k| pod_of(members, k)),
                 duration_ms: format!("{:.3}", s.duration_micros as f64 / 1000.0),
                 ok: s.ok,
-                detail: (!s.detail.is_empty()).then(|| s.detail.clone()),
+                detail: (!s.detail.is_empty()).then(|| by_pod(&s.detail, members)),
             })
             .collect(),
         ..registered.clone()
@@ -556,4 +568,27 @@ async fn abandon(
     };
     tracing::warn!(id = %registered.id, leader = %registered.leader, "abandoning an unfinished recovery");
     write_status(ctx, cluster, with_recovery(&status, record)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_in_texts_become_pod_names() {
+        let members: Vec<Member> = (0..3)
+            .map(|i| Member {
+                address: Some(format!("127.0.0.{i}:3306").parse().unwrap()),
+                ..Member::numbered(i)
+            })
+            .collect();
+        assert_eq!(
+            by_pod(
+                "no replica can be promoted: 10.0.0.1:3306 \"Downtimed\", 127.0.0.2:3306 \"MustNot\"",
+                &members
+            ),
+            "no replica can be promoted: db-1 \"Downtimed\", db-2 \"MustNot\""
+        );
+        assert_eq!(by_pod("to 10.0.0.12:3306", &members), "to 10.0.0.12:3306");
+    }
 }
