@@ -173,13 +173,15 @@ pub fn plan(
     out
 }
 
-/// A thread of the replica is stopped and neither reports an error: someone stopped it
-/// (korc's own recovery, which ended before promoting anyone), nothing broke it. A
-/// broken thread is left for the analysis to report.
+/// A thread of the replica is stopped and nothing broke it: someone stopped it (korc's
+/// own recovery, which ended before promoting anyone), at most after the receiver lost
+/// its connection (a client error, 2000–2999, such as a source that hung). A thread a
+/// server error stopped (an applier error, a purged binlog, refused credentials) is
+/// left for the analysis to report.
 fn stopped_cleanly(inst: &Instance) -> bool {
     inst.replication.as_ref().is_some_and(|r| {
         (r.io_running == ThreadState::No || r.sql_running == ThreadState::No)
-            && r.last_io_errno == 0
+            && (r.last_io_errno == 0 || (2000..3000).contains(&r.last_io_errno))
             && r.last_sql_errno == 0
     })
 }
@@ -434,7 +436,7 @@ mod tests {
 
     #[test]
     fn replicas_stopped_without_an_error_are_started_broken_ones_left_alone() {
-        let members: Vec<Member> = (0..4).map(member).collect();
+        let members: Vec<Member> = (0..6).map(member).collect();
         let mut primary = fresh(0);
         primary.read_only = Some(false);
         let mut io_stopped = replica_of(1, 0);
@@ -445,12 +447,28 @@ mod tests {
         r.last_sql_errno = 1062;
         let mut connecting = replica_of(3, 0);
         connecting.replication.as_mut().unwrap().io_running = ThreadState::Connecting;
+        // Stopped while reconnecting to a hung source: a client error.
+        let mut lost_source = replica_of(4, 0);
+        let r = lost_source.replication.as_mut().unwrap();
+        r.io_running = ThreadState::No;
+        r.last_io_errno = 2013;
+        // The source purged what it needs: a server error.
+        let mut purged = replica_of(5, 0);
+        let r = purged.replication.as_mut().unwrap();
+        r.io_running = ThreadState::No;
+        r.last_io_errno = 1236;
         let p = plan(
             &members,
-            &[primary, io_stopped, broken, connecting],
+            &[primary, io_stopped, broken, connecting, lost_source, purged],
             Some("db-0"),
             false,
         );
-        assert_eq!(p.actions, vec![Action::StartReplication(member(1).key)]);
+        assert_eq!(
+            p.actions,
+            vec![
+                Action::StartReplication(member(1).key),
+                Action::StartReplication(member(4).key)
+            ]
+        );
     }
 }
