@@ -25,8 +25,8 @@ pub enum Action {
         /// On or off.
         enabled: bool,
     },
-    /// Start the stopped threads of a replica of the primary that stopped without an
-    /// error (a recovery stopped them and ended before promoting anyone).
+    /// Start the stopped receiver of a replica of the primary (a recovery stopped it and
+    /// ended before promoting anyone).
     StartReplication(InstanceKey),
     /// Attach an instance with no replication as a replica of the primary.
     Attach {
@@ -173,16 +173,18 @@ pub fn plan(
     out
 }
 
-/// A thread of the replica is stopped and nothing broke it: someone stopped it (korc's
-/// own recovery, which ended before promoting anyone), at most after the receiver lost
-/// its connection (a client error, 2000–2999, such as a source that hung). A thread a
-/// server error stopped (an applier error, a purged binlog, refused credentials) is
-/// left for the analysis to report.
+/// The replica's receiver is stopped while its applier runs, and nothing broke the
+/// receiver: that is how korc's own recovery leaves a replica when it ends before
+/// promoting anyone (it stops receivers, never appliers), at most after the receiver
+/// lost its connection (a client error, 2000–2999, such as a source that hung). A
+/// receiver a server error stopped (a purged binlog, refused credentials) and a
+/// stopped applier (an error, or someone's `STOP SLAVE`) are left for the analysis to
+/// report.
 fn stopped_cleanly(inst: &Instance) -> bool {
     inst.replication.as_ref().is_some_and(|r| {
-        (r.io_running == ThreadState::No || r.sql_running == ThreadState::No)
+        r.io_running == ThreadState::No
+            && r.sql_running == ThreadState::Yes
             && (r.last_io_errno == 0 || (2000..3000).contains(&r.last_io_errno))
-            && r.last_sql_errno == 0
     })
 }
 
@@ -212,7 +214,7 @@ pub async fn execute(
             ),
             Action::StartReplication(k) => (
                 start_replica(connector, k).await,
-                format!("started the stopped replication of {k}"),
+                format!("restarted the receiver of {k}"),
             ),
             Action::Attach { replica, source } => (
                 point_to(connector, replica, source, Some(replication), true).await,
@@ -435,16 +437,17 @@ mod tests {
     }
 
     #[test]
-    fn replicas_stopped_without_an_error_are_started_broken_ones_left_alone() {
+    fn receivers_a_recovery_stopped_are_started_broken_or_user_stopped_ones_left_alone() {
         let members: Vec<Member> = (0..6).map(member).collect();
         let mut primary = fresh(0);
         primary.read_only = Some(false);
         let mut io_stopped = replica_of(1, 0);
         io_stopped.replication.as_mut().unwrap().io_running = ThreadState::No;
+        // STOP SLAVE by someone: both threads stopped.
         let mut broken = replica_of(2, 0);
         let r = broken.replication.as_mut().unwrap();
+        r.io_running = ThreadState::No;
         r.sql_running = ThreadState::No;
-        r.last_sql_errno = 1062;
         let mut connecting = replica_of(3, 0);
         connecting.replication.as_mut().unwrap().io_running = ThreadState::Connecting;
         // Stopped while reconnecting to a hung source: a client error.
