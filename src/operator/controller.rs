@@ -186,7 +186,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     count_probes(&ctx, &instances);
     let policy = policy(&cluster, &members);
     let mut analysis = analyze(&instances, &policy, now_ms());
-    let mut cluster = acknowledge(&ctx, &cluster).await?;
+    let cluster = acknowledge(&ctx, &cluster).await?;
     let status = cluster.status.clone().unwrap_or_default();
     let revision = update_revision(&ctx, &cluster, &ns).await;
     let decision = decide(&Situation {
@@ -204,55 +204,33 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     };
     let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
     let (plan, blocker) = match decision {
-        Decision::Recover(_) | Decision::SwitchOver { .. } => {
+        Decision::Recover(failure) => {
+            let seen = seen_now(
+                &cluster, &members, &instances, &analysis, &policy, semi_sync,
+            );
             let engine = engine(&connector, &policy, &replication);
-            // The registration carries what korc sees now (the failure, not the last
-            // report's healthy picture), so the status tells the truth while it runs.
-            let seen = bootstrap::plan(&members, &instances, status.primary.as_deref(), semi_sync);
-            let mut observed = cluster.clone();
-            observed.status = Some(status::build(
-                &cluster,
-                &Observation {
-                    members: &members,
-                    instances: &instances,
-                    analysis: &analysis,
-                    primary: seen.primary.as_deref(),
-                    excluded: &seen.excluded,
-                    blocker: None,
-                    primary_held: seen.primary_held.as_deref(),
-                    policy: &policy,
-                    now: Timestamp::now(),
-                },
-            ));
-            let cluster_now = observed;
-            cluster = match decision {
-                Decision::Recover(failure) => {
-                    failover::run(&ctx, &cluster_now, &members, &instances, &failure, &engine)
-                        .await?
-                }
-                Decision::SwitchOver { request_id, to } => {
-                    failover::switch_over(
-                        &ctx,
-                        &cluster_now,
-                        &members,
-                        &instances,
-                        &request_id,
-                        to.as_deref(),
-                        &engine,
-                    )
-                    .await?
-                }
-                _ => unreachable!("matched above"),
-            };
-            after_recovery(&ctx, &cluster).await;
-            // The topology changed: converge on what it is now.
-            instances = probe_cluster(&connector, &keys, &instances).await;
-            analysis = analyze(&instances, &policy, now_ms());
-            let primary = cluster.status.as_ref().and_then(|s| s.primary.clone());
-            (
-                bootstrap::plan(&members, &instances, primary.as_deref(), semi_sync),
-                None,
+            let done = failover::run(&ctx, &seen, &members, &instances, &failure, &engine).await?;
+            after_recovery(&ctx, &done).await;
+            // The topology changed: the next round converges on what it is now.
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+        Decision::SwitchOver { request_id, to } => {
+            let seen = seen_now(
+                &cluster, &members, &instances, &analysis, &policy, semi_sync,
+            );
+            let engine = engine(&connector, &policy, &replication);
+            let done = failover::switch_over(
+                &ctx,
+                &seen,
+                &members,
+                &instances,
+                &request_id,
+                to.as_deref(),
+                &engine,
             )
+            .await?;
+            after_recovery(&ctx, &done).await;
+            return Ok(Action::requeue(Duration::ZERO));
         }
         Decision::Resume(registered) => {
             failover::resume(
@@ -403,6 +381,37 @@ fn engine(
         policy: policy.clone(),
         replication: replication.clone(),
     }
+}
+
+/// The cluster with the status built from what korc sees now: a recovery's
+/// registration carries it (the failure, not the last report's healthy picture), so
+/// the status tells the truth while the recovery runs.
+fn seen_now(
+    cluster: &MySQLCluster,
+    members: &[Member],
+    instances: &[Instance],
+    analysis: &[Analysis],
+    policy: &Policy,
+    semi_sync: bool,
+) -> MySQLCluster {
+    let recorded = cluster.status.as_ref().and_then(|s| s.primary.as_deref());
+    let seen = bootstrap::plan(members, instances, recorded, semi_sync);
+    let mut observed = cluster.clone();
+    observed.status = Some(status::build(
+        cluster,
+        &Observation {
+            members,
+            instances,
+            analysis,
+            primary: seen.primary.as_deref(),
+            excluded: &seen.excluded,
+            blocker: None,
+            primary_held: seen.primary_held.as_deref(),
+            policy,
+            now: Timestamp::now(),
+        },
+    ));
+    observed
 }
 
 /// Events and metrics for the recovery or switchover that just ended.
