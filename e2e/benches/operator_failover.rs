@@ -20,7 +20,7 @@ mod common;
 
 use common::korc::*;
 use common::namespace;
-use common::workload::{Writer, assert_everywhere, create_app_schema};
+use common::workload::{Writer, assert_everywhere, create_app_schema, wait_failover};
 use korc::api::MySQLCluster;
 use korc_e2e::{ContainerRef, Fault};
 use kube::api::{Api, PostParams};
@@ -87,18 +87,10 @@ async fn bench(runs: usize) {
                         Fault::Stop(target)
                     };
                     cp.inject(&fault).await.unwrap();
-                    let failed = Instant::now();
-                    let new = wait_new_primary(&api, "db", &old, 30).await;
-                    let ip = pod_ip(&client, "bench", &new).await;
-                    let endpoint = common::wait_for("-primary on the new primary", 30, || async {
-                        (endpoint_ips(&client, "bench", "db-primary").await? == vec![ip.clone()])
-                            .then(|| failed.elapsed())
-                    })
-                    .await;
-                    let insert = common::wait_for("an insert on the new primary", 30, || async {
-                        writer.first_ack_after(failed, &ip).map(|t| t - failed)
-                    })
-                    .await;
+                    let f =
+                        wait_failover(&client, &api, "bench", &old, Instant::now(), &writer, 30)
+                            .await;
+                    let (new, endpoint, insert) = (f.primary, f.endpoint_moved, f.first_insert);
                     // A hung primary is never woken: korc deletes its pod, and the
                     // stopped process is killed when the grace period ends.
                     println!(

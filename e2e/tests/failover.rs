@@ -5,7 +5,7 @@ mod common;
 
 use common::korc::*;
 use common::workload::{
-    WritableWatcher, Writer, assert_everywhere, assert_has_rows, create_app_schema,
+    WritableWatcher, Writer, assert_everywhere, assert_has_rows, create_app_schema, wait_failover,
 };
 use common::{namespace, wait_for};
 use futures::StreamExt;
@@ -91,21 +91,11 @@ async fn crashed_primary_is_replaced_once_without_losing_a_write_and_rejoins() {
     cp.inject(&Fault::Kill(ContainerRef::pod("crash", "db-0")))
         .await
         .unwrap();
-    let killed = Instant::now();
-    let new_primary = wait_new_primary(&api, "db", "db-0", 20).await;
-    let ip = pod_ip(&client, "crash", &new_primary).await;
-    wait_for("-primary lists only the new primary", 20, || async {
-        (endpoint_ips(&client, "crash", "db-primary").await? == vec![ip.clone()]).then_some(())
-    })
-    .await;
-    let endpoint_moved = killed.elapsed();
-    let accepted = wait_for("the writer's inserts on the new primary", 20, || async {
-        writer.first_ack_after(killed, &ip)
-    })
-    .await;
+    let f = wait_failover(&client, &api, "crash", "db-0", Instant::now(), &writer, 20).await;
+    let new_primary = f.primary;
     println!(
-        "kill -9 → -primary endpoint moved {endpoint_moved:?}; first insert on {new_primary} {:?}",
-        accepted - killed
+        "kill -9 → -primary endpoint moved {:?}; first insert on {new_primary} {:?}",
+        f.endpoint_moved, f.first_insert
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acknowledged = writer.stop().await;
@@ -441,34 +431,13 @@ async fn hung_primary_is_replaced_within_8s_and_never_writable_again() {
     cp.inject(&Fault::Stop(ContainerRef::pod("hang", "db-0")))
         .await
         .unwrap();
-    let stopped = Instant::now();
-    let new_primary = wait_new_primary(&api, "db", "db-0", 20).await;
-    println!(
-        "SIGSTOP → {new_primary} committed as the primary after {:?}",
-        stopped.elapsed()
-    );
-    let ip = pod_ip(&client, "hang", &new_primary).await;
-    wait_for("-primary lists only the new primary", 20, || async {
-        (endpoint_ips(&client, "hang", "db-primary").await? == vec![ip.clone()]).then_some(())
-    })
-    .await;
-    let failed_over = stopped.elapsed();
-    {
-        let api = api.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(8)).await;
-            println!("DEBUG {:#}", status(&api, "db").await);
-        });
-    }
     // The writer gives up on a statement after 2 s, as an application would: its first
     // insert on the new primary comes after that, on a new connection.
-    let accepted = wait_for("the writer's inserts on the new primary", 20, || async {
-        writer.first_ack_after(stopped, &ip)
-    })
-    .await
-        - stopped;
+    let f = wait_failover(&client, &api, "hang", "db-0", Instant::now(), &writer, 20).await;
+    let (new_primary, ip, failed_over) = (f.primary, f.ip, f.endpoint_moved);
     println!(
-        "SIGSTOP → -primary endpoint on {new_primary} after {failed_over:?}; first insert there after {accepted:?}"
+        "SIGSTOP → -primary endpoint on {new_primary} after {failed_over:?}; first insert there after {:?}",
+        f.first_insert
     );
     assert!(failed_over < Duration::from_secs(8), "took {failed_over:?}");
     let acknowledged = writer.stop().await;

@@ -7,7 +7,7 @@ mod common;
 
 use common::korc::*;
 use common::workload::{
-    WritableWatcher, Writer, assert_everywhere, assert_has_rows, create_app_schema,
+    WritableWatcher, Writer, assert_everywhere, assert_has_rows, create_app_schema, wait_failover,
 };
 use common::{namespace, wait_for};
 use korc::api::MySQLCluster;
@@ -59,21 +59,11 @@ async fn losing_the_primarys_node_fails_over_without_losing_a_write() {
     .await;
 
     cp.inject(&Fault::LoseNode(node.clone())).await.unwrap();
-    let lost = Instant::now();
-    let new_primary = wait_new_primary(&api, "db", &primary, 30).await;
-    let ip = pod_ip(&client, "node", &new_primary).await;
-    wait_for("-primary lists only the new primary", 20, || async {
-        (endpoint_ips(&client, "node", "db-primary").await? == vec![ip.clone()]).then_some(())
-    })
-    .await;
-    let moved = lost.elapsed();
-    let accepted = wait_for("the writer's inserts on the new primary", 20, || async {
-        writer.first_ack_after(lost, &ip)
-    })
-    .await
-        - lost;
+    let f = wait_failover(&client, &api, "node", &primary, Instant::now(), &writer, 30).await;
+    let new_primary = f.primary;
     println!(
-        "{primary}'s node lost → -primary on {new_primary} after {moved:?}, first insert there after {accepted:?}"
+        "{primary}'s node lost → -primary on {new_primary} after {:?}, first insert there after {:?}",
+        f.endpoint_moved, f.first_insert
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let acknowledged = writer.stop().await;

@@ -1,7 +1,10 @@
 //! What a failover test runs beside the fault: an application writing numbered rows
 //! through the `-primary` Service, and a watcher of writable instances.
 
-use super::korc::{endpoint_ips, try_root_conn};
+use super::korc::{endpoint_ips, pod_ip, try_root_conn, wait_new_primary};
+use super::wait_for;
+use korc::api::MySQLCluster;
+use kube::api::Api;
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +143,52 @@ async fn connect(
         .ok()?
         .ok()?;
     Some((conn, ip.clone()))
+}
+
+/// A failover as the writer saw it, timed from the fault.
+pub struct Failover {
+    /// The new primary's pod.
+    pub primary: String,
+    /// Its IP.
+    pub ip: String,
+    /// Until the `-primary` EndpointSlice listed only it.
+    pub endpoint_moved: Duration,
+    /// Until the writer's first insert on it was acknowledged.
+    pub first_insert: Duration,
+}
+
+/// After a fault at `since` of primary `old` of cluster `db` in `ns`: waits (each wait
+/// up to `seconds`) for the status to name a new primary, the `-primary` EndpointSlice
+/// to list only it, and the writer's first insert acknowledged by it.
+pub async fn wait_failover(
+    client: &kube::Client,
+    api: &Api<MySQLCluster>,
+    ns: &str,
+    old: &str,
+    since: Instant,
+    writer: &Writer,
+    seconds: u64,
+) -> Failover {
+    let primary = wait_new_primary(api, "db", old, seconds).await;
+    let ip = pod_ip(client, ns, &primary).await;
+    wait_for("-primary lists only the new primary", seconds, || async {
+        (endpoint_ips(client, ns, "db-primary").await? == vec![ip.clone()]).then_some(())
+    })
+    .await;
+    let endpoint_moved = since.elapsed();
+    let first_insert = wait_for(
+        "the writer's inserts on the new primary",
+        seconds,
+        || async { writer.first_ack_after(since, &ip) },
+    )
+    .await
+        - since;
+    Failover {
+        primary,
+        ip,
+        endpoint_moved,
+        first_insert,
+    }
 }
 
 /// Every acknowledged number must be in `app.t` on `pod`.
