@@ -96,6 +96,109 @@ pub struct MySQLClusterSpec {
     /// A requested switchover (graceful takeover). Changing `requestId` requests a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover: Option<SwitchoverSpec>,
+    /// orchestrator's hooks, each run as a Kubernetes Job with orchestrator's
+    /// environment (`ORC_FAILURE_TYPE`, `ORC_FAILED_HOST`, `ORC_SUCCESSOR_HOST`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<HooksSpec>,
+}
+
+/// orchestrator's hooks. Each is a list run in order, one Job per hook. Pre hooks
+/// block: one that fails or passes its timeout aborts the recovery or switchover.
+/// Post hooks and `onFailureDetection` never delay a recovery.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HooksSpec {
+    /// Run once per detected actionable failure of the primary or an intermediate
+    /// primary, even when its recovery is then blocked. Gets its own recovery UID.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on_failure_detection: Vec<HookSpec>,
+    /// Run before a failover changes anything; a failure or timeout aborts it (and
+    /// `postUnsuccessfulFailover` runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_failover: Vec<HookSpec>,
+    /// Run after a successful failover of the primary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_master_failover: Vec<HookSpec>,
+    /// Run after a successful recovery of an intermediate primary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_intermediate_master_failover: Vec<HookSpec>,
+    /// Run after any recovery that has a successor (after the two above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_failover: Vec<HookSpec>,
+    /// Run after a recovery that ended without a successor, or that a pre hook aborted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_unsuccessful_failover: Vec<HookSpec>,
+    /// Run before a switchover makes the primary read-only; a failure or timeout
+    /// cancels it and the primary stays writable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_graceful_takeover: Vec<HookSpec>,
+    /// Run after a successful switchover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_graceful_takeover: Vec<HookSpec>,
+}
+
+/// One hook: a Job korc creates from this pod template, with orchestrator's
+/// environment in every container and `{failureType}`-style placeholders replaced in
+/// `command` and `args`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookSpec {
+    /// Name of the hook, shown in the recovery record and Events.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// How long the hook may run. A pre hook that runs longer aborts the recovery; any
+    /// hook's Job is stopped then (`activeDeadlineSeconds`).
+    #[serde(default = "default_hook_timeout_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub timeout_seconds: i64,
+    /// Retries of a failed pod before the hook counts as failed (the Job's
+    /// `backoffLimit`).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10))]
+    pub backoff_limit: i32,
+    /// The pod to run, as a Job's `spec.template`: `metadata` and a `spec` with at least
+    /// one container. `restartPolicy` is always `Never`.
+    #[schemars(schema_with = "hook_template_schema")]
+    pub template: k8s_openapi::api::core::v1::PodTemplateSpec,
+}
+
+fn default_hook_timeout_seconds() -> i64 {
+    300
+}
+
+/// A pod template's schema without the whole pod spec (the API server validates that
+/// when korc creates the Job): a `spec` with at least one named container.
+fn hook_template_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "The pod to run, as a Job's spec.template: metadata and a spec with at least one container.",
+        "required": ["spec"],
+        "properties": {
+            "metadata": {
+                "type": "object",
+                "description": "Labels and annotations of the hook's pod.",
+                "x-kubernetes-preserve-unknown-fields": true
+            },
+            "spec": {
+                "type": "object",
+                "description": "A pod spec (see kubectl explain pod.spec).",
+                "required": ["containers"],
+                "x-kubernetes-preserve-unknown-fields": true,
+                "properties": {
+                    "containers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "description": "The hook's containers; each gets orchestrator's environment.",
+                        "items": {
+                            "type": "object",
+                            "required": ["name"],
+                            "x-kubernetes-preserve-unknown-fields": true
+                        }
+                    }
+                }
+            }
+        }
+    })
 }
 
 fn default_probe_interval_ms() -> i64 {
@@ -300,6 +403,10 @@ pub struct MySQLClusterStatus {
     /// Recent detections, newest first (bounded).
     #[serde(default)]
     pub detections: Vec<DetectionStatus>,
+    /// The last actionable failure korc detected (the one `onFailureDetection` hooks
+    /// ran for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_detection: Option<FailureDetectionStatus>,
     /// When the last failover finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
@@ -396,6 +503,62 @@ pub struct RecoveryStatus {
     /// new one accepted writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_outage_ms: Option<i64>,
+    /// The failed instance's replicas when the recovery started (`ORC_REPLICA_HOSTS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
+    /// The hooks of this recovery in the order they run, each with its Job and outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRunStatus>,
+}
+
+/// One hook of a recovery or detection: its Job and what became of it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookRunStatus {
+    /// The hook point (`preFailover`, `postFailover`, …).
+    pub hook: String,
+    /// The hook's name in the spec.
+    pub name: String,
+    /// Its position in the hook point's list.
+    pub index: u32,
+    /// The Job's name.
+    pub job: String,
+    /// `pending`, `running`, `succeeded`, `failed`, `timedOut` or `notCreated`.
+    pub outcome: String,
+    /// Why it failed, timed out or was not created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When its Job was created (or found, by a leader adopting it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>,
+    /// When korc saw it end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>,
+}
+
+/// The last actionable failure detected, and its `onFailureDetection` hooks.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureDetectionStatus {
+    /// The detection's own UID (`ORC_RECOVERY_UID` of its hooks).
+    pub id: String,
+    /// Analysis code.
+    pub code: String,
+    /// The failed pod.
+    pub instance: String,
+    /// The analysis' description.
+    pub description: String,
+    /// The failed instance's replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
+    /// Whether the failed instance is downtimed.
+    #[serde(default)]
+    pub downtimed: bool,
+    /// When korc detected it.
+    pub detected_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// The `onFailureDetection` hooks run for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRunStatus>,
 }
 
 impl Default for RecoveryStatus {
@@ -419,6 +582,8 @@ impl Default for RecoveryStatus {
             acknowledged: None,
             request_id: None,
             write_outage_ms: None,
+            replicas: Vec::new(),
+            hooks: Vec::new(),
         }
     }
 }

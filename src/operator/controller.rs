@@ -7,9 +7,12 @@
 //! of its pods changes (a container died, a pod was deleted).
 
 use super::bootstrap::{self, Plan};
-use super::decide::{ACKNOWLEDGE_ANNOTATION, Blocker, Decision, Situation, decide};
+use super::decide::{
+    ACKNOWLEDGE_ANNOTATION, Blocker, Decision, Situation, decide, recoverable_failure,
+};
 use super::election::Leadership;
 use super::failover;
+use super::hooks;
 use super::metrics::{BlockLabels, RecoveryLabels};
 use super::metrics::{ClusterLabels, CodeLabels, Metrics, OutcomeLabels};
 use super::status::{self, Member, Observation, VOLATILE_REFRESH};
@@ -187,9 +190,14 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let policy = policy(&cluster, &members);
     let mut analysis = analyze(&instances, &policy, now_ms());
     let cluster = acknowledge(&ctx, &cluster).await?;
+    let mut cluster = if cluster.spec.paused {
+        cluster
+    } else {
+        hooks::jobs::follow(&ctx, cluster).await?
+    };
     let status = cluster.status.clone().unwrap_or_default();
     let revision = update_revision(&ctx, &cluster, &ns).await;
-    let decision = decide(&Situation {
+    let situation = Situation {
         update_revision: revision.as_deref(),
         spec: &cluster.spec,
         status: &status,
@@ -197,7 +205,12 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         instances: &instances,
         analysis: &analysis,
         now: Timestamp::now(),
-    });
+    };
+    let decision = decide(&situation);
+    let detected = recoverable_failure(&situation).cloned();
+    if let Some(failure) = detected.filter(|_| !cluster.spec.paused) {
+        cluster = hooks::jobs::detect(&ctx, cluster, &failure, &members).await?;
+    }
     let replication = ReplicationCredentials {
         user: provisioning::REPLICATION_USER.into(),
         password: passwords.replication.clone(),
@@ -473,7 +486,7 @@ pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, ctx: Arc<Context>
     Action::requeue(Duration::from_secs(5))
 }
 
-async fn publish(
+pub(crate) async fn publish(
     ctx: &Context,
     cluster: &MySQLCluster,
     type_: EventType,

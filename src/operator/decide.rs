@@ -129,7 +129,7 @@ pub enum Decision {
     /// Register and run the recovery of this failure.
     Recover(Analysis),
     /// Complete (with a committed successor) or abandon a registered, unfinished recovery.
-    Resume(RecoveryStatus),
+    Resume(Box<RecoveryStatus>),
     /// Run the switchover `spec.switchover` requests (graceful takeover), to this pod
     /// or, without one, to the replica the candidate rules choose.
     SwitchOver {
@@ -158,7 +158,7 @@ pub fn decide(s: &Situation<'_>) -> Decision {
         return Decision::Hold(Blocker::Paused, plan);
     }
     if let Some(r) = s.status.recoveries.last().filter(|r| r.outcome == RUNNING) {
-        return Decision::Resume(r.clone());
+        return Decision::Resume(Box::new(r.clone()));
     }
     let Some(failure) = recoverable_failure(s) else {
         if let Some((request_id, to)) = pending_switchover(s) {
@@ -248,12 +248,13 @@ pub fn anti_flapping(
     })
 }
 
-/// The failure korc would recover: an actionable dead-primary analysis of the
+/// The failure korc would recover (and runs `onFailureDetection` hooks for, even when
+/// something blocks its recovery): an actionable dead-primary analysis of the
 /// committed primary, or an actionable intermediate-master analysis of a member. A
 /// writable instance other than the committed primary is never "recovered": converge
 /// fences it. A locked semi-sync primary is no failover: every replica's configuration
 /// has semi-sync on, so any replica that replicates acknowledges.
-fn recoverable_failure<'a>(s: &'a Situation<'_>) -> Option<&'a Analysis> {
+pub fn recoverable_failure<'a>(s: &'a Situation<'_>) -> Option<&'a Analysis> {
     let primary_key = s
         .status
         .primary

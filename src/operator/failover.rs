@@ -19,6 +19,8 @@
 
 use super::controller::{Context, write_status};
 use super::decide::{RECOVERY_HISTORY, RUNNING};
+use super::hooks::jobs::{self, Blocking};
+use super::hooks::{self, Ending, HookPoint};
 use super::status::{Member, code_name, mark_recovering, pod_of};
 use crate::api::{MySQLCluster, MySQLClusterStatus, RecoveryStatus, RecoveryStepStatus};
 use crate::provisioning::ROLE_LABEL;
@@ -43,12 +45,14 @@ use std::time::Duration;
 pub const FENCE_BOUND: Duration = Duration::from_millis(500);
 
 /// A new recovery's id: short enough to read in `kubectl describe`.
-fn recovery_id() -> String {
+pub(crate) fn recovery_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
-/// The registration of a new recovery: outcome `running`, by this leader.
+/// The registration of a new recovery: outcome `running`, by this leader, with its
+/// `preFailover` hooks pending.
 pub fn registration(
+    cluster: &MySQLCluster,
     analysis: &Analysis,
     members: &[Member],
     leader: &str,
@@ -59,11 +63,23 @@ pub fn registration(
     } else {
         "DeadIntermediateMaster"
     };
+    let id = recovery_id();
     RecoveryStatus {
-        id: recovery_id(),
+        hooks: hooks::entries(
+            cluster.spec.hooks.as_ref(),
+            &[HookPoint::PreFailover],
+            &cluster.name_any(),
+            &id,
+        ),
+        id,
         kind: kind.into(),
         analysis_code: Some(code_name(analysis.code)),
         failed: pod_of(members, &analysis.instance),
+        replicas: analysis
+            .replicas
+            .iter()
+            .map(|k| pod_of(members, k))
+            .collect(),
         outcome: RUNNING.into(),
         leader: leader.into(),
         started_at: Time(now),
@@ -171,7 +187,7 @@ pub async fn run(
 ) -> Result<MySQLCluster> {
     let status = cluster.status.clone().unwrap_or_default();
     let now = Timestamp::now();
-    let registered = registration(analysis, members, &ctx.identity, now);
+    let registered = registration(cluster, analysis, members, &ctx.identity, now);
     let mut status = with_recovery(&status, registered.clone());
     mark_recovering(
         &mut status,
@@ -184,10 +200,47 @@ pub async fn run(
     let cluster = write_status(ctx, cluster, status).await?;
     tracing::info!(cluster = %cluster.name_any(), id = %registered.id,
         failed = %registered.failed, code = ?analysis.code, "recovery registered");
+    proceed(
+        ctx,
+        cluster,
+        members,
+        instances,
+        analysis,
+        &registered,
+        engine,
+    )
+    .await
+}
+
+/// Runs a registered recovery: fences the failed primary's role label, waits for the
+/// `preFailover` hooks (a hook that does not succeed aborts it), lets the engine
+/// recover, and records the outcome.
+async fn proceed(
+    ctx: &Context,
+    cluster: MySQLCluster,
+    members: &[Member],
+    instances: &[Instance],
+    analysis: &Analysis,
+    registered: &RecoveryStatus,
+    engine: &RecoveryContext,
+) -> Result<MySQLCluster> {
     if analysis.code.is_master_failure() {
         set_role_label(ctx, &cluster, &registered.failed, None).await;
     }
-    let guard = Commit::new(ctx, members, &registered, cluster);
+    let cluster = match jobs::run_blocking(ctx, cluster, &registered.id).await? {
+        Blocking::Passed(cluster) => cluster,
+        Blocking::Aborted(cluster, why) => {
+            let why = format!("recovery aborted: {why}");
+            return abort(ctx, &cluster, &registered.id, why, Ending::Unsuccessful).await;
+        }
+        Blocking::LostLeadership => {
+            return Err(Error::Invalid(format!(
+                "{} stopped leading while recovery {} waited for its hooks",
+                ctx.identity, registered.id
+            )));
+        }
+    };
+    let guard = Commit::new(ctx, members, registered, cluster);
     let record = recover(
         engine,
         instances,
@@ -197,7 +250,37 @@ pub async fn run(
     )
     .await
     .ok_or_else(|| Error::Invalid(format!("{:?} is not actionable", analysis.code)))?;
-    finish(ctx, guard, &registered, &record, members).await
+    finish(ctx, guard, registered, &record, members).await
+}
+
+/// Ends the registered recovery `id` without changing the topology, because a
+/// blocking hook did not succeed, and starts the hooks of `ending`.
+async fn abort(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    id: &str,
+    why: String,
+    ending: Ending,
+) -> Result<MySQLCluster> {
+    let status = cluster.status.clone().unwrap_or_default();
+    let Some(record) = status.recoveries.iter().find(|r| r.id == id) else {
+        return Ok(cluster.clone());
+    };
+    let mut record = RecoveryStatus {
+        outcome: "failed".into(),
+        error: Some(why),
+        ended_at: Some(Time(Timestamp::now())),
+        ..record.clone()
+    };
+    tracing::warn!(id = %record.id, error = ?record.error, "recovery aborted by a hook");
+    record.hooks.extend(hooks::entries(
+        cluster.spec.hooks.as_ref(),
+        hooks::post_points(ending),
+        &cluster.name_any(),
+        id,
+    ));
+    let cluster = write_status(ctx, cluster, with_recovery(&status, record)).await?;
+    jobs::follow(ctx, cluster).await
 }
 
 /// Runs the switchover `spec.switchover` asks for: registered like a recovery (kind
@@ -219,8 +302,15 @@ pub async fn switch_over(
     let status = cluster.status.clone().unwrap_or_default();
     let now = Timestamp::now();
     let primary = status.primary.clone().unwrap_or_default();
+    let id = recovery_id();
     let registered = RecoveryStatus {
-        id: recovery_id(),
+        hooks: hooks::entries(
+            cluster.spec.hooks.as_ref(),
+            &[HookPoint::PreGracefulTakeover],
+            &cluster.name_any(),
+            &id,
+        ),
+        id,
         kind: "GracefulTakeover".into(),
         failed: primary.clone(),
         outcome: RUNNING.into(),
@@ -257,6 +347,20 @@ pub async fn switch_over(
         now,
     );
     let cluster = write_status(ctx, cluster, status).await?;
+    // The primary stays writable, and labelled, until the pre hooks have passed.
+    let cluster = match jobs::run_blocking(ctx, cluster, &registered.id).await? {
+        Blocking::Passed(cluster) => cluster,
+        Blocking::Aborted(cluster, why) => {
+            let why = format!("switchover cancelled: {why}");
+            return abort(ctx, &cluster, &registered.id, why, Ending::TakeoverNotDone).await;
+        }
+        Blocking::LostLeadership => {
+            return Err(Error::Invalid(format!(
+                "{} stopped leading while switchover {} waited for its hooks",
+                ctx.identity, registered.id
+            )));
+        }
+    };
     set_role_label(ctx, &cluster, &primary, None).await;
     let guard = Commit::new(ctx, members, &registered, cluster);
     let record = graceful_takeover(engine, instances, target.as_ref(), &guard).await;
@@ -316,6 +420,36 @@ pub async fn resume(
         .and_then(|s| members.iter().find(|m| &m.pod == s))
         .map(|m| m.key.clone());
     let failed = members.iter().find(|m| m.pod == registered.failed);
+    let waiting = registered.hooks.iter().any(|h| {
+        !hooks::is_final(&h.outcome)
+            && HookPoint::from_field(&h.hook).is_some_and(HookPoint::blocks)
+    });
+    if committed.is_none() && waiting && registered.kind != "GracefulTakeover" {
+        // Its leader stopped while a pre hook ran: adopt that hook's Job and go on
+        // with the same recovery, if the failure is still there.
+        let failure = failed.and_then(|f| {
+            analysis
+                .iter()
+                .find(|a| a.instance == f.key && a.actionable)
+                .cloned()
+        });
+        if let Some(failure) = failure {
+            tracing::warn!(id = %registered.id, leader = %registered.leader,
+                "taking over a recovery whose leader stopped during its pre hooks");
+            let mut registered = registered.clone();
+            registered.leader = ctx.identity.clone();
+            return proceed(
+                ctx,
+                cluster.clone(),
+                members,
+                instances,
+                &failure,
+                &registered,
+                engine,
+            )
+            .await;
+        }
+    }
     let (Some(successor), Some(failed)) = (committed, failed) else {
         return abandon(ctx, cluster, registered).await;
     };
@@ -375,7 +509,28 @@ async fn finish(
         Outcome::RolledBack => status.primary = Some(done.failed.clone()),
         Outcome::Failed | Outcome::Abandoned => {}
     }
-    write_status(ctx, &cluster, status).await
+    let ending = match (record.outcome, done.kind.as_str()) {
+        (Outcome::Abandoned, _) => None,
+        (Outcome::Recovered, "GracefulTakeover") => Some(Ending::TakeoverDone),
+        (_, "GracefulTakeover") => Some(Ending::TakeoverNotDone),
+        (Outcome::Recovered, "DeadIntermediateMaster") => Some(Ending::IntermediateMasterRecovered),
+        (Outcome::Recovered, _) => Some(Ending::MasterRecovered),
+        _ => Some(Ending::Unsuccessful),
+    };
+    if let Some(ending) = ending {
+        let post = hooks::entries(
+            cluster.spec.hooks.as_ref(),
+            hooks::post_points(ending),
+            &cluster.name_any(),
+            &done.id,
+        );
+        if let Some(r) = status.recoveries.iter_mut().find(|r| r.id == done.id) {
+            r.hooks.extend(post);
+        }
+    }
+    let cluster = write_status(ctx, &cluster, status).await?;
+    // Post hooks start once the outcome is written: they never delay the recovery.
+    jobs::follow(ctx, cluster).await
 }
 
 /// The operator's step guard: before every step it checks this replica still leads;

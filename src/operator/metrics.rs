@@ -52,6 +52,15 @@ pub struct BlockLabels {
     pub reason: String,
 }
 
+/// Labels of a finished hook Job.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    /// The hook point (`preFailover`, …).
+    pub hook: String,
+    /// `succeeded`, `failed`, `timedOut`, `notCreated` or `skipped`.
+    pub outcome: String,
+}
+
 /// The operator's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -73,6 +82,8 @@ pub struct Metrics {
     pub failover_seconds: Histogram,
     /// Detected failures held instead of recovered, counted when a block begins.
     pub blocks: Family<BlockLabels, Counter>,
+    /// Hooks by hook point and outcome, counted when they end.
+    pub hook_jobs: Family<HookLabels, Counter>,
     /// 1 while this replica leads.
     pub leader: Gauge,
 }
@@ -103,6 +114,7 @@ impl Metrics {
             recoveries: Family::default(),
             failover_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             blocks: Family::default(),
+            hook_jobs: Family::default(),
             leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("korc");
@@ -146,6 +158,11 @@ impl Metrics {
             "recovery_blocks",
             "Detected failures held instead of recovered, by reason (counted when a block begins)",
             m.blocks.clone(),
+        );
+        r.register(
+            "hook_jobs",
+            "Hook Jobs by hook point and outcome (counted when they end)",
+            m.hook_jobs.clone(),
         );
         r.register("leader", "1 while this replica leads", m.leader.clone());
         m

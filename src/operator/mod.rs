@@ -8,6 +8,7 @@ pub mod controller;
 pub mod decide;
 pub mod election;
 pub mod failover;
+pub mod hooks;
 pub mod metrics;
 pub mod rollout;
 pub mod server;

@@ -352,6 +352,7 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
         detections,
         last_failover_time: previous.last_failover_time.clone(),
         recoveries: previous.recoveries.clone(),
+        failure_detection: previous.failure_detection.clone(),
         recovery_blocked_until: blocked_until,
         last_acknowledgement: previous.last_acknowledgement.clone(),
         failover_candidate: failover_candidate(o),
