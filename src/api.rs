@@ -714,15 +714,17 @@ mod tests {
 
     #[test]
     fn crds_directory_is_in_sync_with_the_types() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/crds/mysqlclusters.korc.dev.yaml"
-        );
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == crds_yaml(),
-            "crds/ is stale: run `cargo run -- crd > crds/mysqlclusters.korc.dev.yaml`"
-        );
+        for dir in ["crds", "charts/korc/crds"] {
+            let path = format!(
+                "{}/{dir}/mysqlclusters.korc.dev.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let committed = std::fs::read_to_string(path).unwrap_or_default();
+            assert!(
+                committed == crds_yaml(),
+                "{dir}/ is stale: run `cargo run -- crd > {dir}/mysqlclusters.korc.dev.yaml`"
+            );
+        }
     }
 
     #[test]

@@ -279,6 +279,22 @@ async fn invalid_specs_are_rejected_by_the_api_server_naming_the_field() {
             json!({"requestId": "x"}),
             "spec.switchover needs at least 2 replicas",
         ),
+        (
+            "/spec/hooks",
+            json!({"preFailover": [{"name": "page", "template": {"spec": {"containers": []}}}]}),
+            "spec.hooks.preFailover[0].template.spec.containers",
+        ),
+        (
+            "/spec/hooks",
+            json!({"postFailover": [{"name": "page", "template": {"metadata": {}}}]}),
+            "spec.hooks.postFailover[0].template.spec",
+        ),
+        (
+            "/spec/hooks",
+            json!({"preFailover": [{"name": "page", "timeoutSeconds": -5,
+                "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}]}),
+            "spec.hooks.preFailover[0].timeoutSeconds",
+        ),
     ];
     for (pointer, value, expected) in cases {
         let mut doc = base.clone();
@@ -306,6 +322,27 @@ async fn invalid_specs_are_rejected_by_the_api_server_naming_the_field() {
         .await;
         assert!(err.contains(expected), "{pointer}={value}: {err}");
     }
+    // An unknown hook name is refused by kubectl, whose default is strict validation.
+    let mut doc = base.clone();
+    doc["metadata"]["namespace"] = json!("invalid");
+    doc["spec"]["hooks"] = json!({"onFailreDetection": [{"name": "page",
+        "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}]});
+    let file = std::env::temp_dir().join(format!("korc-unknown-hook-{}.json", std::process::id()));
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .args(["create", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unknown hook name was accepted");
+    assert!(
+        stderr.contains("unknown field \"spec.hooks.onFailreDetection\""),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -487,6 +487,14 @@ async fn finish(
     let cluster = guard.cluster.into_inner();
     let now = Timestamp::now();
     let mut done = completed(registered, record, members, now);
+    // The hooks as they ran (the registration only listed them).
+    if let Some(current) = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.recoveries.iter().find(|r| r.id == registered.id))
+    {
+        done.hooks.clone_from(&current.hooks);
+    }
     if record.outcome == Outcome::Recovered
         && let Some(step) = kill_unfenced(ctx, &cluster, &done).await
     {

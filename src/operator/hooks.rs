@@ -19,7 +19,7 @@ pub mod jobs;
 use crate::api::{HookRunStatus, HookSpec, HooksSpec, MySQLCluster, MySQLClusterStatus};
 use crate::provisioning::{INSTANCE_LABEL, MYSQL_PORT};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
@@ -465,6 +465,42 @@ pub fn settled(job: &Job) -> Option<(&'static str, Option<String>)> {
         }
     }
     None
+}
+
+/// What a hook Job's pods say of its hook, before the Job controller does (it batches
+/// pod updates for a second): succeeded once a pod succeeded, failed once more pods
+/// failed than the hook's `backoffLimit` allows, with the last one's exit.
+pub fn settled_by_pods(pods: &[Pod], backoff_limit: i32) -> Option<(&'static str, Option<String>)> {
+    let phase = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default()
+    };
+    if pods.iter().any(|p| phase(p) == "Succeeded") {
+        return Some((SUCCEEDED, None));
+    }
+    let failed: Vec<&Pod> = pods.iter().filter(|p| phase(p) == "Failed").collect();
+    if failed.len() as i64 <= i64::from(backoff_limit) {
+        return None;
+    }
+    let exit = failed
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref().map(|t| (c, t)))
+        .find(|(_, t)| t.exit_code != 0)
+        .map(|(c, t)| {
+            let reason = t.reason.as_deref().unwrap_or("Error");
+            format!(
+                "container {} exited with code {} ({reason})",
+                c.name, t.exit_code
+            )
+        });
+    Some((
+        FAILED,
+        exit.or_else(|| Some(format!("{} pods failed", failed.len()))),
+    ))
 }
 
 #[cfg(test)]

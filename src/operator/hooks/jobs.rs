@@ -13,13 +13,16 @@ use crate::operator::metrics::HookLabels;
 use crate::operator::status::{Member, pod_of};
 use crate::topology::analysis::Analysis;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::events::EventType;
 use std::time::Duration;
 
+/// The label the Job controller puts on a Job's pods.
+const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 /// How often a blocking hook's Job is looked at.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -308,18 +311,28 @@ pub async fn advance(
         }
         match api.get_opt(&h.job).await {
             Ok(Some(job)) => {
-                if let Some((outcome, why)) = super::settled(&job) {
-                    finish(ctx, cluster, h, outcome, why).await;
-                    changed = true;
-                    aborted |= blocks && !succeeded(outcome);
-                    continue;
-                }
+                let settled = match super::settled(&job) {
+                    Some(s) => Some(s),
+                    None => job_pods(ctx, cluster, &h.job)
+                        .await
+                        .and_then(|pods| super::settled_by_pods(&pods, spec.backoff_limit)),
+                };
                 let started = h.started_at.as_ref().map_or(Timestamp::now(), |t| t.0);
                 let deadline = started
                     .checked_add(SignedDuration::from_secs(spec.timeout_seconds))
                     .unwrap_or(started);
-                if Timestamp::now() < deadline {
-                    break;
+                let late = Timestamp::now() >= deadline;
+                match settled {
+                    // Its pod stopped at the Job's deadline: a timeout, not a failure.
+                    Some((FAILED, _)) if late => {}
+                    Some((outcome, why)) => {
+                        finish(ctx, cluster, h, outcome, why).await;
+                        changed = true;
+                        aborted |= blocks && !succeeded(outcome);
+                        continue;
+                    }
+                    None if !late => break,
+                    None => {}
                 }
                 stop(&api, &h.job).await;
                 let why = format!("ran past its timeoutSeconds ({} s)", spec.timeout_seconds);
@@ -339,6 +352,13 @@ pub async fn advance(
         }
     }
     changed
+}
+
+/// The pods of a hook Job (none when they cannot be listed).
+async fn job_pods(ctx: &Context, cluster: &MySQLCluster, job: &str) -> Option<Vec<Pod>> {
+    let api = Api::<Pod>::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let params = ListParams::default().labels(&format!("{JOB_NAME_LABEL}={job}"));
+    api.list(&params).await.ok().map(|l| l.items)
 }
 
 /// Deletes a Job that ran too long, with its pods.

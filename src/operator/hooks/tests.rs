@@ -407,3 +407,39 @@ fn a_failure_is_detected_once_until_a_recovery_ends_after_it() {
     status.recoveries[1].ended_at = Some(at(102));
     assert!(detection_due(&status, "db-0"));
 }
+
+fn pod(phase: &str, exit: Option<i32>) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "status": {
+            "phase": phase,
+            "containerStatuses": exit.map(|code| vec![serde_json::json!({
+                "name": "hook", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": code, "reason": "Error"}}
+            })]).unwrap_or_default()
+        }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_jobs_pods_settle_its_hook_before_the_job_controller_does() {
+    assert_eq!(settled_by_pods(&[], 0), None);
+    assert_eq!(settled_by_pods(&[pod("Running", None)], 0), None);
+    assert_eq!(
+        settled_by_pods(&[pod("Failed", Some(3)), pod("Succeeded", Some(0))], 2),
+        Some((SUCCEEDED, None))
+    );
+    assert_eq!(
+        settled_by_pods(&[pod("Failed", Some(3))], 0),
+        Some((
+            FAILED,
+            Some("container hook exited with code 3 (Error)".into())
+        ))
+    );
+    // Retries left: not yet failed.
+    assert_eq!(settled_by_pods(&[pod("Failed", Some(3))], 1), None);
+    assert_eq!(
+        settled_by_pods(&[pod("Failed", Some(3)), pod("Failed", Some(4))], 1).map(|s| s.0),
+        Some(FAILED)
+    );
+}
