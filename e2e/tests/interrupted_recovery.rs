@@ -16,29 +16,6 @@ use serde_json::Value;
 
 const PODS: [&str; 3] = ["db-0", "db-1", "db-2"];
 
-/// The MySQL pod on `node`, made the primary (by a switchover if need be), so that
-/// losing the node takes the primary and nothing else the recovery needs.
-async fn primary_on(
-    api: &Api<MySQLCluster>,
-    client: &kube::Client,
-    node: &str,
-    request: &str,
-) -> String {
-    let mut on_node = None;
-    for pod in PODS {
-        if node_of(client, "halt", pod).await == node {
-            on_node = Some(pod.to_string());
-        }
-    }
-    let pod = on_node.unwrap_or_else(|| panic!("no MySQL pod on {node}"));
-    if status(api, "db").await["primary"] != pod.as_str() {
-        let r = switch_over(api, "db", request, Some(&pod), 60).await;
-        assert_eq!(r["outcome"], "recovered", "{r:#}");
-    }
-    wait_settled(api, "db", "3/3", "NoProblem", 60).await;
-    pod
-}
-
 /// The running recovery `leader` registered (and, with `committed`, the successor it
 /// committed to `status.primary`).
 async fn running(api: &Api<MySQLCluster>, leader: &str, committed: bool) -> Value {
@@ -80,7 +57,14 @@ async fn a_recovery_whose_leader_is_lost_half_way_ends_with_one_promotion() {
     //    lost (taking the hung primary with it): the new leader completes the recovery.
     let leader = leader_pod(&client).await;
     let leader_node = node_of(&client, "korc-system", &leader).await;
-    let primary = primary_on(&api, &client, &leader_node, "primary-on-leader-node").await;
+    let primary = primary_on(
+        &api,
+        &client,
+        "halt",
+        &leader_node,
+        "primary-on-leader-node",
+    )
+    .await;
     set_failpoint(&client, &leader, "recovery-step-promote", "return").await;
     cp.inject(&Fault::Stop(ContainerRef::pod("halt", &primary)))
         .await
@@ -137,7 +121,14 @@ async fn a_recovery_whose_leader_is_lost_half_way_ends_with_one_promotion() {
     let second_leader = leader_pod(&client).await;
     assert_ne!(second_leader, leader);
     let second_node = node_of(&client, "korc-system", &second_leader).await;
-    let primary = primary_on(&api, &client, &second_node, "primary-on-second-leader-node").await;
+    let primary = primary_on(
+        &api,
+        &client,
+        "halt",
+        &second_node,
+        "primary-on-second-leader-node",
+    )
+    .await;
     set_failpoint(
         &client,
         &second_leader,

@@ -335,3 +335,27 @@ pub async fn set_failpoint(client: &kube::Client, operator_pod: &str, name: &str
          (build korc with its failpoints: cargo build -p korc --features failpoints)"
     );
 }
+
+/// The MySQL pod on `node`, made the primary (by a switchover if need be), so that
+/// losing the node takes the primary and nothing else the recovery needs.
+pub async fn primary_on(
+    api: &Api<MySQLCluster>,
+    client: &kube::Client,
+    ns: &str,
+    node: &str,
+    request: &str,
+) -> String {
+    let mut on_node = None;
+    for pod in ["db-0", "db-1", "db-2"] {
+        if node_of(client, ns, pod).await == node {
+            on_node = Some(pod.to_string());
+        }
+    }
+    let pod = on_node.unwrap_or_else(|| panic!("no MySQL pod on {node}"));
+    if status(api, "db").await["primary"] != pod.as_str() {
+        let r = switch_over(api, "db", request, Some(&pod), 60).await;
+        assert_eq!(r["outcome"], "recovered", "{r:#}");
+    }
+    wait_settled(api, "db", "3/3", "NoProblem", 60).await;
+    pod
+}

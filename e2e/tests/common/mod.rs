@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod hooks;
 pub mod korc;
 pub mod kubectl_korc;
 pub mod workload;
