@@ -6,6 +6,7 @@ mod common;
 
 use common::hooks::*;
 use common::korc::*;
+use common::kubectl_korc::Kubectl;
 use common::workload::{Writer, create_app_schema, wait_failover};
 use common::{namespace, wait_for};
 use korc::api::MySQLCluster;
@@ -123,6 +124,17 @@ async fn a_crash_runs_detection_pre_and_post_hooks_in_order_and_a_slow_post_hook
     ];
     assert!(times.is_sorted(), "hooks out of order: {times:?}\n{s:#}");
     assert!(micros(&hook_entry(r, "postMasterFailover")["endedAt"]) <= times[3]);
+    // `kubectl korc recoveries` shows the hooks with their Jobs.
+    let kubectl = Kubectl::new(cp, "hooks", "local").await;
+    let text = kubectl.ok(&["recoveries", "db"]).await;
+    println!("{text}");
+    for line in [
+        format!("recovery {uid}: DeadMaster (DeadMaster) of db-0 -> {primary}: recovered"),
+        format!("  hook preFailover ask (Job db-pre-failover-{uid}-0): succeeded in "),
+        format!("  hook postFailover audit (Job db-post-failover-{uid}-0): succeeded in "),
+    ] {
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
     let metrics = leader_metrics(&client).await;
     assert!(
         metrics.contains("korc_hook_jobs_total{hook=\"preFailover\",outcome=\"succeeded\"}"),

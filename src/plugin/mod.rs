@@ -5,6 +5,7 @@
 //! patches the MySQLCluster object; the operator does the rest.
 
 pub mod controls;
+pub mod recoveries;
 pub mod tree;
 
 use crate::api::{MySQLCluster, MySQLClusterStatus};
@@ -64,6 +65,18 @@ pub enum Command {
     Topology {
         /// The MySQLCluster.
         cluster: String,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print the last recoveries, newest first: outcome, steps with their durations,
+    /// and each hook's Job and outcome; then the last failure detection and its hooks.
+    Recoveries {
+        /// The MySQLCluster.
+        cluster: String,
+        /// How many recoveries to print.
+        #[arg(long, default_value_t = 1)]
+        last: usize,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -329,6 +342,28 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                     "{}",
                     serde_json::to_string_pretty(&topology).expect("the tree always serializes")
                 ),
+            }
+        }
+        Command::Recoveries {
+            cluster,
+            last,
+            output,
+        } => {
+            let t = c.target(&cluster).await?;
+            let status = t.status(&t.get().await?)?;
+            match output {
+                Output::Text => print!("{}", recoveries::render(&status, last)),
+                Output::Json => {
+                    let newest: Vec<_> = status.recoveries.iter().rev().take(last).collect();
+                    let doc = serde_json::json!({
+                        "recoveries": newest,
+                        "failureDetection": status.failure_detection,
+                    });
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&doc).expect("the status always serializes")
+                    );
+                }
             }
         }
         Command::Switchover {
