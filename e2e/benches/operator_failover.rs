@@ -7,13 +7,15 @@
 //! - `hang`: SIGSTOP of the primary → the same two figures;
 //! - `switchover`: `spec.switchover` → the write outage the engine measured, and the
 //!   longest pause between the writer's acknowledged inserts around it;
-//! - `leader`: the leading operator's node lost → the standby holding the Lease.
+//! - `leader`: the leading operator's node lost → the standby holding the Lease;
+//! - `hook`: kill -9 with a trivial `preFailover` hook (`true`) → the hook's Job from
+//!   its creation until korc saw it complete, and the first insert accepted.
 //!
 //! At the end every acknowledged insert must be on every instance.
 //!
 //! Run with `cargo bench -p korc-e2e --profile dev --bench operator_failover` after
 //! `e2e/prereqs` and `cargo build -p korc`. `KORC_BENCH_RUNS` sets the runs per scenario
-//! (default 10), `KORC_BENCH_SCENARIOS` which ones (default `crash,hang,switchover,leader`).
+//! (default 10), `KORC_BENCH_SCENARIOS` which ones (default `crash,hang,switchover,leader,hook`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -23,7 +25,8 @@ use common::namespace;
 use common::workload::{Writer, assert_everywhere, create_app_schema, wait_failover};
 use korc::api::MySQLCluster;
 use korc_e2e::{ContainerRef, Fault};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -55,7 +58,7 @@ fn summary(what: &str, figures: &[f64]) {
 
 async fn bench(runs: usize) {
     let scenarios = std::env::var("KORC_BENCH_SCENARIOS")
-        .unwrap_or_else(|_| "crash,hang,switchover,leader".into());
+        .unwrap_or_else(|_| "crash,hang,switchover,leader,hook".into());
     let cp = korc_installed().await;
     let client = cp.client().await.unwrap();
     namespace(&client, "bench").await;
@@ -171,6 +174,55 @@ async fn bench(runs: usize) {
                     .await;
                 }
                 summary("leader's node lost → standby holds the Lease", &takeover);
+            }
+            "hook" => {
+                let gate = json!({"preFailover": [{"name": "gate", "timeoutSeconds": 30,
+                    "template": {"spec": {"containers": [
+                        {"name": "gate", "image": "busybox:1.37", "command": ["true"]}]}}}]});
+                let patch = Patch::Merge(json!({"spec": {"hooks": gate}}));
+                api.patch("db", &PatchParams::default(), &patch)
+                    .await
+                    .unwrap();
+                let (mut hook, mut accepted) = (Vec::new(), Vec::new());
+                for run in 1..=runs {
+                    let s = wait_settled(&api, "db", "3/3", "NoProblem", 180).await;
+                    let old = s["primary"].as_str().unwrap().to_string();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    cp.inject(&Fault::Kill(ContainerRef::pod("bench", &old)))
+                        .await
+                        .unwrap();
+                    let f =
+                        wait_failover(&client, &api, "bench", &old, Instant::now(), &writer, 30)
+                            .await;
+                    let s = status(&api, "db").await;
+                    let r = s["recoveries"].as_array().unwrap().last().unwrap();
+                    let h = &r["hooks"][0];
+                    assert_eq!(h["outcome"], "succeeded", "{r:#}");
+                    let at = |t: &serde_json::Value| {
+                        t.as_str()
+                            .unwrap()
+                            .parse::<k8s_openapi::jiff::Timestamp>()
+                            .unwrap()
+                            .as_microsecond()
+                    };
+                    let took = (at(&h["endedAt"]) - at(&h["startedAt"])) as f64 / 1e6;
+                    println!(
+                        "hook run {run}: {old} → {}: preFailover Job created → complete {took:.3} s, first insert accepted {:.3} s",
+                        f.primary,
+                        f.first_insert.as_secs_f64()
+                    );
+                    hook.push(took);
+                    accepted.push(f.first_insert.as_secs_f64());
+                }
+                summary("preFailover hook Job created → seen complete", &hook);
+                summary(
+                    "kill -9 with a preFailover hook → first insert accepted on the new primary",
+                    &accepted,
+                );
+                let patch = Patch::Merge(json!({"spec": {"hooks": null}}));
+                api.patch("db", &PatchParams::default(), &patch)
+                    .await
+                    .unwrap();
             }
             other => panic!("unknown scenario {other}"),
         }
