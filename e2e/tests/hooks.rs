@@ -31,7 +31,11 @@ async fn a_crash_runs_detection_pre_and_post_hooks_in_order_and_a_slow_post_hook
     let cluster = with_hooks(
         "db",
         json!({
-            "onFailureDetection": [recorder("page", out, "detect", "true", 30)],
+            "onFailureDetection": [
+                recorder("page", out, "detect", "true", 30),
+                // The API server refuses this Job (no image): reported, not retried.
+                {"name": "broken", "template": {"spec": {"containers": [{"name": "x"}]}}},
+            ],
             "preFailover": [recorder("ask", out, "pre", "true", 30)],
             "postMasterFailover": [recorder("dns", out, "post-master", "sleep 30", 60)],
             "postFailover": [recorder("audit", out, "post", "true", 30)],
@@ -80,6 +84,12 @@ async fn a_crash_runs_detection_pre_and_post_hooks_in_order_and_a_slow_post_hook
     let uid = r["id"].as_str().unwrap();
     let detection = &s["failureDetection"];
     assert_eq!(detection["instance"], "db-0", "{s:#}");
+    let broken = &detection["hooks"][1];
+    assert_eq!(broken["outcome"], "notCreated", "{s:#}");
+    assert!(
+        broken["message"].as_str().unwrap().contains("image"),
+        "{broken:#}"
+    );
     for env in [&detect, &pre, &post_master, &post] {
         assert_eq!(env["ORC_FAILURE_TYPE"], "DeadMaster", "{env:#?}");
         assert_eq!(env["ORC_FAILED_HOST"], "db-0");
