@@ -100,6 +100,29 @@ pub struct MySQLClusterSpec {
     /// environment (`ORC_FAILURE_TYPE`, `ORC_FAILED_HOST`, `ORC_SUCCESSOR_HOST`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<HooksSpec>,
+    /// The NetworkPolicy korc creates for the servers.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// The NetworkPolicy korc creates for the servers: on port 3306 it admits the
+/// cluster's own pods, korc, and pods labelled `korc.dev/client: <cluster name>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create it (default true). Off, korc deletes the one it created.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// orchestrator's hooks. Each is a list run in order, one Job per hook. Pre hooks

@@ -31,6 +31,7 @@ use crate::topology::session::{Connector, Credentials};
 use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -591,6 +592,7 @@ async fn apply_if_changed(
         &d.credentials,
         &d.init_secret,
         &d.pdb,
+        &d.network_policy,
     ))
     .map_err(|source| Error::Json {
         context: "desired objects".into(),
@@ -623,6 +625,21 @@ async fn apply_if_changed(
         if api.get_opt(&headless_service(cluster)).await?.is_some() {
             api.delete(&headless_service(cluster), &Default::default())
                 .await?;
+        }
+    }
+    let policies = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), ns);
+    match &d.network_policy {
+        Some(policy) => apply(ctx, ns, policy).await?,
+        None => {
+            if policies
+                .get_opt(&headless_service(cluster))
+                .await?
+                .is_some()
+            {
+                policies
+                    .delete(&headless_service(cluster), &Default::default())
+                    .await?;
+            }
         }
     }
     apply(ctx, ns, &d.stateful_set).await?;

@@ -17,7 +17,7 @@
 pub mod jobs;
 
 use crate::api::{HookRunStatus, HookSpec, HooksSpec, MySQLCluster, MySQLClusterStatus};
-use crate::provisioning::{INSTANCE_LABEL, MYSQL_PORT};
+use crate::provisioning::{CLIENT_LABEL, INSTANCE_LABEL, MYSQL_PORT};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -410,9 +410,10 @@ pub fn job(
     };
     let mut template: PodTemplateSpec = hook.template.clone();
     let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
-    meta.labels
-        .get_or_insert_with(BTreeMap::new)
-        .extend(labels.clone());
+    let pod_labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    pod_labels.extend(labels.clone());
+    // A hook may talk to the servers: the cluster's NetworkPolicy lets clients in.
+    pod_labels.insert(CLIENT_LABEL.into(), cluster.name_any());
     let mut spec = template.spec.take().unwrap_or_default();
     spec.restart_policy = Some("Never".into());
     spec.containers.iter_mut().for_each(prepare);

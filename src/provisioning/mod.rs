@@ -9,7 +9,7 @@ mod objects;
 
 pub use config::{Flavor, my_cnf, validate};
 pub use credentials::{MONITOR_USER, OPERATOR_USER, Passwords, REPLICATION_USER, init_sql};
-pub use objects::{Desired, build};
+pub use objects::{CLIENT_LABEL, Desired, build};
 
 use crate::api::MySQLCluster;
 use std::collections::BTreeMap;

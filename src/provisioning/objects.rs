@@ -9,10 +9,15 @@ use super::{
 use crate::api::MySQLCluster;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, Secret, SecretKeySelector, SecretVolumeSource, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -20,6 +25,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use std::collections::BTreeMap;
+
+/// The uid and gid of the `mysql` user in the official MariaDB and MySQL images.
+const IMAGE_MYSQL_UID: i64 = 999;
+/// The label a client pod carries, with the cluster's name as value, to be let through
+/// the cluster's NetworkPolicy.
+pub const CLIENT_LABEL: &str = "korc.dev/client";
 
 /// Everything korc keeps in shape for a cluster.
 #[derive(Debug, Clone)]
@@ -36,6 +47,8 @@ pub struct Desired {
     pub init_secret: Secret,
     /// Disruption budget (none for a single instance).
     pub pdb: Option<PodDisruptionBudget>,
+    /// Who may reach the servers (none when `spec.networkPolicy.enabled` is false).
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 fn meta(cluster: &MySQLCluster, name: String) -> ObjectMeta {
@@ -145,6 +158,14 @@ pub fn build(
             ..Default::default()
         }),
         resources: spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            ..Default::default()
+        }),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "data".into(),
@@ -202,6 +223,21 @@ pub fn build(
             node_selector: (!overrides.node_selector.is_empty())
                 .then(|| overrides.node_selector.clone()),
             termination_grace_period_seconds: Some(30),
+            // The servers never talk to the API server.
+            automount_service_account_token: Some(false),
+            // Kubernetes' "restricted" profile: the official MariaDB and MySQL images
+            // run their server as the image's mysql user (uid and gid 999).
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(IMAGE_MYSQL_UID),
+                run_as_group: Some(IMAGE_MYSQL_UID),
+                fs_group: Some(IMAGE_MYSQL_UID),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     };
@@ -306,6 +342,10 @@ pub fn build(
         }),
         ..Default::default()
     });
+    let network_policy = spec
+        .network_policy
+        .enabled
+        .then(|| network_policy(cluster, name.clone(), &selector));
     Desired {
         stateful_set,
         services,
@@ -313,12 +353,116 @@ pub fn build(
         credentials,
         init_secret,
         pdb,
+        network_policy,
+    }
+}
+
+/// Admits, on the server port, the cluster's own pods (replication), korc's pods in
+/// any namespace, and pods labelled `korc.dev/client: <cluster>`; nothing else.
+fn network_policy(
+    cluster: &MySQLCluster,
+    name: String,
+    selector: &BTreeMap<String, String>,
+) -> NetworkPolicy {
+    let pods = |labels: BTreeMap<String, String>| LabelSelector {
+        match_labels: Some(labels),
+        ..Default::default()
+    };
+    let korc = NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        pod_selector: Some(pods(BTreeMap::from([(
+            "app.kubernetes.io/name".to_string(),
+            "korc".to_string(),
+        )]))),
+        ..Default::default()
+    };
+    let clients = BTreeMap::from([(
+        CLIENT_LABEL.to_string(),
+        cluster.metadata.name.clone().unwrap_or_default(),
+    )]);
+    NetworkPolicy {
+        metadata: meta(cluster, name),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(pods(selector.clone())),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![
+                    NetworkPolicyPeer {
+                        pod_selector: Some(pods(selector.clone())),
+                        ..Default::default()
+                    },
+                    korc,
+                    NetworkPolicyPeer {
+                        pod_selector: Some(pods(clients)),
+                        ..Default::default()
+                    },
+                ]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(MYSQL_PORT)),
+                    protocol: Some("TCP".into()),
+                    end_port: None,
+                }]),
+            }]),
+            ..Default::default()
+        }),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_pods_run_with_the_restricted_profile_and_no_api_token() {
+        let d = build(
+            &cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11"})),
+            &Passwords::generate(),
+            true,
+            SourceAddress::PodIp,
+        );
+        let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let sc = pod.security_context.unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.run_as_user, Some(999));
+        assert_eq!(sc.fs_group, Some(999));
+        assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let c = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(c.allow_privilege_escalation, Some(false));
+        assert_eq!(c.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+    }
+
+    #[test]
+    fn the_network_policy_admits_the_cluster_korc_and_labelled_clients_on_the_server_port() {
+        let c = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11"}));
+        let d = build(&c, &Passwords::generate(), true, SourceAddress::PodIp);
+        let policy = serde_json::to_value(d.network_policy.unwrap()).unwrap();
+        assert_eq!(policy["metadata"]["name"], "db");
+        let spec = &policy["spec"];
+        assert_eq!(spec["policyTypes"], serde_json::json!(["Ingress"]));
+        let selector = serde_json::to_value(selector_labels(&c)).unwrap();
+        assert_eq!(spec["podSelector"]["matchLabels"], selector);
+        let rule = &spec["ingress"][0];
+        assert_eq!(
+            rule["ports"],
+            serde_json::json!([{"port": 3306, "protocol": "TCP"}])
+        );
+        assert_eq!(
+            rule["from"],
+            serde_json::json!([
+                {"podSelector": {"matchLabels": selector}},
+                {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "korc"}}},
+                {"podSelector": {"matchLabels": {"korc.dev/client": "db"}}},
+            ])
+        );
+        let off = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11",
+            "networkPolicy": {"enabled": false}}));
+        assert!(
+            build(&off, &Passwords::generate(), true, SourceAddress::PodIp)
+                .network_policy
+                .is_none()
+        );
+    }
 
     fn cluster(json: serde_json::Value) -> MySQLCluster {
         let mut c = MySQLCluster::new("db", serde_json::from_value(json).unwrap());

@@ -263,6 +263,7 @@ fn a_hook_job_is_owned_labelled_never_restarted_and_carries_the_environment() {
     let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
     assert_eq!(pod_labels["team"], "dba");
     assert_eq!(pod_labels[RECOVERY_LABEL], "0123456789ab");
+    assert_eq!(pod_labels["korc.dev/client"], "db");
     let pod = spec.template.spec.unwrap();
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
     let main = &pod.containers[0];
