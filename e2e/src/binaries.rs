@@ -40,6 +40,12 @@ pub fn bin_dir() -> PathBuf {
     cache_dir().join("bin")
 }
 
+/// The MySQL server `e2e/prereqs` unpacks: `${KORC_CACHE:-$HOME/.cache/korc}/mysql`
+/// (`bin/` with `mysqld`, `mysql`, `mysqladmin`; `root/usr` its base directory).
+pub fn mysql_dir() -> PathBuf {
+    cache_dir().join("mysql")
+}
+
 /// `${KORC_CACHE:-$HOME/.cache/korc}`.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("KORC_CACHE") {

@@ -412,6 +412,7 @@ impl Cluster {
                 .korc_binary
                 .clone()
                 .unwrap_or_else(crate::agent::default_korc_binary),
+            mysql_dir: crate::binaries::mysql_dir(),
         };
         let agent = NodeAgent::start(agent_config, client.clone()).await?;
         let nodes = agent.node_names().to_vec();

@@ -22,6 +22,12 @@ pub enum Error {
         /// Where it was expected.
         path: PathBuf,
     },
+    /// The MySQL server `e2e/prereqs` unpacks into the cache is not there.
+    #[error("no MySQL server at {path}; run e2e/prereqs first (it unpacks MySQL into the cache)")]
+    MissingMysql {
+        /// The file or directory that is missing.
+        path: PathBuf,
+    },
     /// A call to the Kubernetes API failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),

@@ -81,11 +81,13 @@ async fn crashed_primary_is_replaced_once_without_losing_a_write_and_rejoins() {
     .await;
 
     // With semi-sync on, the replicas apply what they acknowledge.
-    let position = scalar(&mut root, "SELECT @@global.gtid_binlog_pos").await;
+    let position = gtid_position(&mut root).await;
     for pod in ["db-1", "db-2"] {
         let mut r = root_conn(&client, "crash", "db", pod).await;
-        let wait = format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)");
-        assert_eq!(scalar(&mut r, &wait).await, "0", "{pod} applies {position}");
+        assert!(
+            wait_applied(&mut r, &position).await,
+            "{pod} applies {position}"
+        );
     }
 
     cp.inject(&Fault::Kill(ContainerRef::pod("crash", "db-0")))

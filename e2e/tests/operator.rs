@@ -62,7 +62,7 @@ async fn sample_cluster_replicates_and_status_tells_the_truth() {
     p.query_drop("INSERT INTO app.t VALUES (1), (2), (3)")
         .await
         .unwrap();
-    let position = scalar(&mut p, "SELECT @@global.gtid_binlog_pos").await;
+    let position = gtid_position(&mut p).await;
     for pod in ["db-1", "db-2"] {
         assert_caught_up(&client, "sample", pod, &position, "3").await;
     }
@@ -141,7 +141,7 @@ async fn scaling_up_and_down_and_deleting() {
         .await
         .unwrap();
     wait_settled(&api, "db", "5/5", "NoProblem", 120).await;
-    let position = scalar(&mut p, "SELECT @@global.gtid_binlog_pos").await;
+    let position = gtid_position(&mut p).await;
     for pod in ["db-3", "db-4"] {
         assert_caught_up(&client, "scale", pod, &position, "2").await;
     }

@@ -1,4 +1,4 @@
-//! Pods as real processes: MariaDB StatefulSets, Jobs, restarts, deletion and
+//! Pods as real processes: MariaDB StatefulSets, a MySQL pod, Jobs, restarts, deletion and
 //! lost nodes, through the real scheduler and controllers.
 
 mod common;
@@ -341,38 +341,131 @@ async fn killed_containers_restart_and_deleted_pods_stop() {
 }
 
 #[tokio::test]
-async fn mysql_images_are_refused_with_a_reason() {
+async fn a_mysql_image_runs_the_cached_mysql_server_as_the_official_image_would() {
     let cp = shared().await;
     let client = cp.client().await.expect("client");
-    let ns = "refused";
+    let ns = "mysql";
     namespace(&client, ns).await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    create(
-        &pods,
-        json!({
-            "metadata": { "name": "mysql" },
-            "spec": { "containers": [{ "name": "mysql", "image": "mysql:8.4" }] },
-        }),
-    )
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    create(&cms, json!({
+        "metadata": { "name": "config" },
+        // read_only binds users without privileges; root still initialises.
+        "data": { "my.cnf": "[mysqld]\nmax_connections=77\nread_only=ON\ngtid_mode=ON\nenforce_gtid_consistency=ON\n" },
+    }))
     .await;
-    let message = wait_for("the refusal in the container status", 60, || {
+    create(&cms, json!({
+        "metadata": { "name": "initdb" },
+        "data": {
+            "01-table.sql": "CREATE TABLE t (id INT PRIMARY KEY);\nINSERT INTO t VALUES (1);\n",
+            // Sourced (not executable), with the container's environment and clients.
+            "02-row.sh": "mysql -uroot -p\"$MYSQL_ROOT_PASSWORD\" \"$MYSQL_DATABASE\" -e 'INSERT INTO t VALUES (2)'\n",
+        },
+    }))
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    create(&pods, json!({
+        "metadata": { "name": "mysql" },
+        "spec": {
+            "containers": [{
+                "name": "mysql",
+                "image": "mysql:8.4",
+                "args": ["--server-id=7"],
+                "env": [
+                    { "name": "MYSQL_ROOT_PASSWORD", "value": "rootpw" },
+                    { "name": "MYSQL_DATABASE", "value": "app" },
+                ],
+                "readinessProbe": {
+                    // The shimmed client finds the server's socket.
+                    "exec": { "command": ["sh", "-c", "mysqladmin -uroot -p\"$MYSQL_ROOT_PASSWORD\" status"] },
+                    "periodSeconds": 1,
+                },
+                "volumeMounts": [
+                    { "name": "data", "mountPath": "/var/lib/mysql" },
+                    { "name": "config", "mountPath": "/etc/mysql/conf.d" },
+                    { "name": "initdb", "mountPath": "/docker-entrypoint-initdb.d" },
+                ],
+            }],
+            "volumes": [
+                { "name": "data", "emptyDir": {} },
+                { "name": "config", "configMap": { "name": "config" } },
+                { "name": "initdb", "configMap": { "name": "initdb" } },
+            ],
+        },
+    }))
+    .await;
+    let ip = wait_for("the MySQL pod Ready", 120, || {
         let pods = pods.clone();
         async move {
             let pod = pods.get("mysql").await.ok()?;
-            let waiting = pod
-                .status?
-                .container_statuses?
-                .first()?
-                .state
-                .clone()?
-                .waiting?;
-            (waiting.reason.as_deref() == Some("UnsupportedImage")).then_some(waiting.message?)
+            if !is_ready(&pod) {
+                return None;
+            }
+            pod.status?.pod_ip
         }
     })
     .await;
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(ip)
+        .user(Some("root"))
+        .pass(Some("rootpw"))
+        .prefer_socket(false);
+    // Ready may come from the temporary server of the first start (socket only).
+    let mut conn = wait_for("root over TCP", 60, || {
+        let opts = opts.clone();
+        async move { mysql_async::Conn::new(opts).await.ok() }
+    })
+    .await;
+    let (version, server_id, max_connections, read_only, gtid_mode): (
+        String,
+        u32,
+        u32,
+        u8,
+        String,
+    ) = conn
+        .query_first("SELECT @@version, @@server_id, @@max_connections, @@read_only, @@gtid_mode")
+        .await
+        .expect("variables")
+        .expect("a row");
     assert!(
-        message.contains("no MySQL server can run on this local node"),
-        "{message}"
+        version.starts_with("9."),
+        "the cached MySQL runs: {version}"
+    );
+    assert_eq!(
+        (server_id, max_connections, read_only, gtid_mode.as_str()),
+        (7, 77, 1, "ON"),
+        "the pod's arguments and mounted config apply"
+    );
+    let rows: Vec<u32> = conn
+        .query("SELECT id FROM app.t ORDER BY id")
+        .await
+        .expect("the init scripts' table");
+    assert_eq!(rows, [1, 2], "both init scripts ran");
+    let executed: String = conn
+        .query_first("SELECT @@global.gtid_executed")
+        .await
+        .expect("gtid_executed")
+        .expect("a row");
+    // The scripts' three transactions are binlogged, as in the image; the accounts
+    // and database of the environment are not.
+    assert!(executed.ends_with(":1-3"), "gtid_executed {executed}");
+
+    // kill -9: the container restarts on the same data without initialising again.
+    cp.inject(&Fault::Kill(ContainerRef::pod(ns, "mysql")))
+        .await
+        .expect("kill");
+    wait_for("the MySQL pod restarted and Ready", 60, || {
+        let pods = pods.clone();
+        async move {
+            let pod = pods.get("mysql").await.ok()?;
+            (restarts(&pod) >= 1 && is_ready(&pod)).then_some(())
+        }
+    })
+    .await;
+    let log = cp.container_log(ns, "mysql", "mysql");
+    assert_eq!(
+        log.matches("initializing the data directory").count(),
+        1,
+        "{log}"
     );
 }
 

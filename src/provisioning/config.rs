@@ -85,14 +85,14 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
     let timeout = semi.and_then(|s| s.timeout_ms).unwrap_or(4_294_967_295);
     let on = |b: bool| if b { "ON" } else { "OFF" };
     let mut cnf = String::from("# Managed by korc.\n[mysqld]\n");
-    cnf += "log_bin=mysql-bin\nrelay_log=relay-bin\nbinlog_format=ROW\nread_only=ON\nrelay_log_recovery=OFF\n";
+    cnf += "log_bin=mysql-bin\nrelay_log=relay-bin\nread_only=ON\nrelay_log_recovery=OFF\n";
     cnf += "skip_name_resolve=ON\n";
     // A hung primary (SIGSTOP, a frozen VM) keeps its connections open and sends no
     // heartbeat (one every net_timeout/2 s): its replicas give up on it after 2 s, and
     // only then can korc tell it is dead rather than unreachable from korc alone.
     match flavor {
         Flavor::Mariadb => {
-            cnf += "log_slave_updates=ON\ngtid_strict_mode=ON\nslave_net_timeout=2\n";
+            cnf += "binlog_format=ROW\nlog_slave_updates=ON\ngtid_strict_mode=ON\nslave_net_timeout=2\n";
             // Every instance starts read-only with the source side off (korc turns it on
             // on the primary only: a replica's applier would wait for acknowledgements
             // nobody sends) and the replica side on. Starting in the replica role makes a
@@ -109,13 +109,19 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
             }
         }
         Flavor::Mysql => {
-            cnf += "log_replica_updates=ON\ngtid_mode=ON\nenforce_gtid_consistency=ON\nsuper_read_only=ON\n";
+            // ROW is MySQL's default and binlog_format is deprecated since 8.0.34. super_read_only is not set here: the official image creates its
+            // accounts with a temporary server reading this file, and super_read_only
+            // would refuse them; korc's init SQL persists it for every later start
+            // (init_sql).
+            cnf += "log_replica_updates=ON\ngtid_mode=ON\nenforce_gtid_consistency=ON\n";
             cnf += "replica_net_timeout=2\n";
             if semi.is_some() {
+                // The plugins' variables are `loose-`: `mysqld --initialize` loads no
+                // plugins and would refuse them as unknown.
                 cnf += &format!(
-                    "plugin_load_add=semisync_source.so\nplugin_load_add=semisync_replica.so\n\
-                     rpl_semi_sync_source_enabled=OFF\nrpl_semi_sync_replica_enabled=ON\n\
-                     rpl_semi_sync_source_timeout={timeout}\nrpl_semi_sync_source_wait_point=AFTER_SYNC\n"
+                    "plugin-load-add=semisync_source.so\nplugin-load-add=semisync_replica.so\n\
+                     loose-rpl_semi_sync_source_enabled=OFF\nloose-rpl_semi_sync_replica_enabled=ON\n\
+                     loose-rpl_semi_sync_source_timeout={timeout}\nloose-rpl_semi_sync_source_wait_point=AFTER_SYNC\n"
                 );
             }
         }
@@ -182,14 +188,47 @@ mod tests {
         assert!(cnf.contains("rpl_semi_sync_slave_enabled=ON"));
         assert!(cnf.contains("init_rpl_role=SLAVE"));
         assert!(cnf.contains("rpl_semi_sync_master_timeout=4294967295"));
+    }
+
+    #[test]
+    fn mysql_config_uses_current_names_and_loads_semi_sync_loosely() {
         let mut m = spec("mysql:8.4");
         m.semi_sync = Some(SemiSyncSpec {
             enabled: true,
             timeout_ms: Some(5000),
         });
         let cnf = my_cnf(&m);
-        assert!(cnf.contains("super_read_only=ON") && cnf.contains("gtid_mode=ON"));
-        assert!(cnf.contains("rpl_semi_sync_source_timeout=5000"));
+        for line in [
+            "read_only=ON",
+            "gtid_mode=ON",
+            "enforce_gtid_consistency=ON",
+            "log_replica_updates=ON",
+            "replica_net_timeout=2",
+            "plugin-load-add=semisync_source.so",
+            "plugin-load-add=semisync_replica.so",
+            "loose-rpl_semi_sync_source_enabled=OFF",
+            "loose-rpl_semi_sync_replica_enabled=ON",
+            "loose-rpl_semi_sync_source_timeout=5000",
+            "loose-rpl_semi_sync_source_wait_point=AFTER_SYNC",
+        ] {
+            assert!(cnf.lines().any(|l| l == line), "{line} missing:\n{cnf}");
+        }
+        // Deprecated or MariaDB-only names, and what would refuse the image's
+        // first-start accounts.
+        for name in [
+            "binlog_format",
+            "super_read_only",
+            "log_slave_updates",
+            "slave_net_timeout",
+            "gtid_strict_mode",
+            "init_rpl_role",
+            "rpl_semi_sync_master",
+            "rpl_semi_sync_slave",
+        ] {
+            assert!(!cnf.contains(name), "{name} in:\n{cnf}");
+        }
+        let plain = my_cnf(&spec("mysql:8.4"));
+        assert!(!plain.contains("plugin-load-add") && !plain.contains("rpl_semi_sync"));
     }
 
     #[test]

@@ -94,13 +94,23 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
             );
         }
         Flavor::Mysql => {
+            // No SUPER: setting read-only and semi-sync takes SYSTEM_VARIABLES_ADMIN,
+            // repointing and stopping replicas REPLICATION_SLAVE_ADMIN, killing the
+            // old primary's clients CONNECTION_ADMIN (which also lets korc in when
+            // max_connections is reached), reading replica and binlog status
+            // REPLICATION CLIENT, the acknowledged no-op (FLUSH USER_RESOURCES) RELOAD,
+            // the process list PROCESS.
             sql += &format!(
                 "GRANT SELECT, RELOAD, PROCESS, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{OPERATOR_USER}'@'%';\n\
-                 GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN, BINLOG_ADMIN, \
-                 GROUP_REPLICATION_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
                  GRANT REPLICATION SLAVE ON *.* TO '{REPLICATION_USER}'@'%';\n\
                  GRANT PROCESS, REPLICATION CLIENT ON *.* TO '{MONITOR_USER}'@'%';\n"
             );
+            // Last, once every account exists: every later start of the server is
+            // super-read-only until korc promotes it (my_cnf leaves it out, as it would
+            // refuse the image's first-start accounts). PERSIST_ONLY leaves this
+            // temporary server writable for the image's remaining init scripts.
+            sql += "SET PERSIST_ONLY super_read_only = ON;\n";
         }
     }
     sql
@@ -138,6 +148,44 @@ mod tests {
         let sql = init_sql(Flavor::Mariadb, &p);
         assert!(sql.starts_with("SET SESSION sql_log_bin = 0;"));
         assert!(sql.contains("IDENTIFIED BY 'o''x'"));
-        assert!(init_sql(Flavor::Mysql, &p).contains("SYSTEM_VARIABLES_ADMIN"));
+    }
+
+    #[test]
+    fn mysql_operator_needs_no_super_and_later_starts_are_super_read_only() {
+        let p = Passwords {
+            root: "r".into(),
+            operator: "o".into(),
+            replication: "p".into(),
+            monitor: "m".into(),
+        };
+        let sql = init_sql(Flavor::Mysql, &p);
+        assert!(sql.starts_with("SET SESSION sql_log_bin = 0;"));
+        let operator_grants: Vec<&str> = sql
+            .lines()
+            .filter(|l| l.starts_with("GRANT") && l.ends_with("TO 'korc'@'%';"))
+            .collect();
+        let privileges = operator_grants.join(" ");
+        for needed in [
+            "SYSTEM_VARIABLES_ADMIN",
+            "REPLICATION_SLAVE_ADMIN",
+            "CONNECTION_ADMIN",
+            "REPLICATION CLIENT",
+            "RELOAD",
+            "PROCESS",
+        ] {
+            assert!(privileges.contains(needed), "{needed}: {privileges}");
+        }
+        for excess in ["SUPER", "GROUP_REPLICATION_ADMIN", "BINLOG_ADMIN", "ALL"] {
+            assert!(
+                !privileges.split([' ', ',']).any(|w| w == excess),
+                "{excess}: {privileges}"
+            );
+        }
+        assert_eq!(
+            sql.lines().last(),
+            Some("SET PERSIST_ONLY super_read_only = ON;"),
+            "persisted last, after the accounts"
+        );
+        assert!(!init_sql(Flavor::Mariadb, &p).contains("PERSIST"));
     }
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Container;
 use super::env::expand;
 use super::images::Runtime;
 use super::mariadb;
+use super::mysql;
 use super::volumes::MountTable;
 use crate::error::{Error, IoContext, Result};
 use crate::process::Launch;
@@ -27,6 +28,8 @@ pub(crate) struct PodScope {
     pub kubeconfig: Option<PathBuf>,
     /// The korc binary for korc images.
     pub korc_binary: PathBuf,
+    /// The MySQL installation for MySQL images.
+    pub mysql_dir: PathBuf,
 }
 
 /// Where one container's private files live.
@@ -106,8 +109,16 @@ pub(crate) fn plan(
         .cloned()
         .collect();
     let argv: Vec<String> = match runtime {
-        Runtime::MariaDb => {
-            let layout = mariadb::prepare(dir, &files.socket, scope.ip, &mounts, &vars)?;
+        Runtime::MariaDb | Runtime::MySql => {
+            let (layout, server) = if runtime == Runtime::MariaDb {
+                let layout = mariadb::prepare(dir, &files.socket, scope.ip, &mounts, &vars)?;
+                (layout, "mariadbd")
+            } else {
+                let install = mysql::Installation::at(&scope.mysql_dir)?;
+                let layout =
+                    mysql::prepare(&install, dir, &files.socket, scope.ip, &mounts, &vars)?;
+                (layout, "mysqld")
+            };
             let path = vars
                 .iter()
                 .find(|(k, _)| k == "PATH")
@@ -125,7 +136,7 @@ pub(crate) fn plan(
                 let mut argv = vec!["docker-entrypoint.sh".to_owned()];
                 match container.args.as_ref().filter(|a| !a.is_empty()) {
                     Some(args) => argv.extend(args.iter().cloned()),
-                    None => argv.push("mariadbd".to_owned()),
+                    None => argv.push(server.to_owned()),
                 }
                 argv
             } else {
@@ -161,9 +172,6 @@ pub(crate) fn plan(
             }
             spec_argv
         }
-        Runtime::MySql => {
-            return Err(Error::PodSpec(refusal(container)));
-        }
     };
     let lookup: HashMap<&str, &str> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut argv = argv.iter().map(|a| mounts.rewrite(&expand(a, &lookup)));
@@ -187,14 +195,6 @@ pub(crate) fn plan(
     })
 }
 
-/// The message for MySQL images, which no local node can run.
-pub(crate) fn refusal(container: &Container) -> String {
-    format!(
-        "no MySQL server can run on this local node: image {} needs mysqld, and only MariaDB (mariadbd) is installed here",
-        container.image.as_deref().unwrap_or_default()
-    )
-}
-
 fn set(vars: &mut Vec<(String, String)>, name: &str, value: String) {
     vars.retain(|(k, _)| k != name);
     vars.push((name.to_owned(), value));
@@ -210,6 +210,7 @@ mod tests {
             ip: Ipv4Addr::new(127, 9, 0, 1),
             kubeconfig: Some(PathBuf::from("/state/pod/kubeconfig")),
             korc_binary: PathBuf::from("/build/korc"),
+            mysql_dir: PathBuf::from("/cache/mysql"),
         }
     }
 
@@ -265,6 +266,64 @@ mod tests {
         .expect("plan");
         assert_eq!(planned.launch.program, "/build/korc");
         assert_eq!(planned.launch.args, ["run"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn mysql_images_run_the_entrypoint_shim_or_fail_naming_the_prerequisites() {
+        let dir = std::env::temp_dir().join(format!("korc-plan-test3-{}", std::process::id()));
+        let c = container(serde_json::json!({
+            "name": "mysql", "image": "mysql:8.4", "args": ["--server-id=1$(N)"],
+        }));
+        let env = vec![("N".to_owned(), "2".to_owned())];
+        let err = plan(
+            &scope(),
+            &c,
+            Runtime::MySql,
+            &files(&dir),
+            MountTable::default(),
+            env.clone(),
+        )
+        .expect_err("no MySQL installed at /cache/mysql");
+        assert!(err.to_string().contains("run e2e/prereqs"), "{err}");
+
+        let install = dir.join("install");
+        std::fs::create_dir_all(install.join("bin")).unwrap();
+        std::fs::create_dir_all(install.join("root/usr")).unwrap();
+        std::fs::write(install.join("bin/mysqld"), "").unwrap();
+        let mut scope = scope();
+        scope.mysql_dir = install;
+        let planned = plan(
+            &scope,
+            &c,
+            Runtime::MySql,
+            &files(&dir),
+            MountTable::default(),
+            env,
+        )
+        .expect("plan");
+        assert_eq!(planned.launch.program, "docker-entrypoint.sh");
+        assert_eq!(planned.launch.args, ["--server-id=12"]);
+        let path = &planned
+            .launch
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .unwrap()
+            .1;
+        assert!(path.starts_with(&format!("{}:", dir.join("bin").display())));
+
+        let c = container(serde_json::json!({ "name": "mysql", "image": "mysql:8.4" }));
+        let planned = plan(
+            &scope,
+            &c,
+            Runtime::MySql,
+            &files(&dir),
+            MountTable::default(),
+            Vec::new(),
+        )
+        .expect("plan");
+        assert_eq!(planned.launch.args, ["mysqld"], "the image's default CMD");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -7,7 +7,8 @@ pub(crate) enum Runtime {
     MariaDb,
     /// korc's own image: the locally built korc binary.
     Korc,
-    /// A MySQL server image, which cannot run here.
+    /// A MySQL or Percona Server image: the cached MySQL server with the pod's
+    /// configuration (whatever version the image names).
     MySql,
     /// Anything else: the container's command and args as a local process.
     Command,
@@ -45,6 +46,11 @@ mod tests {
         assert_eq!(classify("mysql:8.4"), Runtime::MySql);
         assert_eq!(classify("mysql/mysql-server:8.0"), Runtime::MySql);
         assert_eq!(classify("percona/percona-server:8.0"), Runtime::MySql);
+        assert_eq!(classify("docker.io/library/mysql:9.1"), Runtime::MySql);
+        assert_eq!(classify("percona:8.4"), Runtime::MySql);
+        assert_eq!(classify("percona-server:8.4"), Runtime::MySql);
+        assert_eq!(classify("mysql@sha256:abc"), Runtime::MySql);
+        assert_eq!(classify("mysqld-exporter:0.15"), Runtime::Command);
         assert_eq!(classify("busybox:1.36"), Runtime::Command);
         assert_eq!(classify("bitnami/kubectl"), Runtime::Command);
     }

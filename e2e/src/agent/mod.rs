@@ -5,9 +5,11 @@ mod container;
 mod env;
 mod images;
 mod mariadb;
+mod mysql;
 mod node;
 mod pod_runner;
 mod probes;
+mod server_image;
 mod sources;
 mod status;
 mod storage;
@@ -46,6 +48,8 @@ pub struct AgentConfig {
     pub ca_cert: PathBuf,
     /// The binary run for korc images.
     pub korc_binary: PathBuf,
+    /// The MySQL installation run for MySQL images (see [`crate::binaries::mysql_dir`]).
+    pub mysql_dir: PathBuf,
 }
 
 /// `$KORC_BINARY`, else `target/debug/korc` of this workspace (honouring

@@ -348,6 +348,7 @@ impl PodRun {
             ip: self.ip,
             kubeconfig,
             korc_binary: self.ctx.config.korc_binary.clone(),
+            mysql_dir: self.ctx.config.mysql_dir.clone(),
         });
         self.volumes = Some(volumes);
         Ok(())
@@ -592,12 +593,6 @@ async fn start(
     client: &kube::Client,
 ) {
     let now = Instant::now();
-    if slot.runtime == Runtime::MySql {
-        slot.state = State::waiting("UnsupportedImage", container::refusal(&slot.spec));
-        // Nothing will change that; look again in a minute in case the spec does.
-        slot.next_start = now + Duration::from_secs(60);
-        return;
-    }
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut sources = Sources::new(client.clone(), namespace);
     let launched: Result<(Plan, Supervised)> = async {

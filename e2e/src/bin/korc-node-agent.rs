@@ -31,6 +31,9 @@ struct Args {
     /// The korc binary run for korc images (default: $KORC_BINARY or target/debug/korc).
     #[arg(long)]
     korc_binary: Option<PathBuf>,
+    /// The MySQL installation run for MySQL images (default: the cache's `mysql`).
+    #[arg(long)]
+    mysql_dir: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
                 korc_binary: args
                     .korc_binary
                     .unwrap_or_else(korc_e2e::agent::default_korc_binary),
+                mysql_dir: args.mysql_dir.unwrap_or_else(korc_e2e::binaries::mysql_dir),
             };
             let agent = NodeAgent::start(config, client).await?;
             tracing::info!(nodes = ?agent.node_names(), "node agent running");

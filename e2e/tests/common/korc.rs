@@ -24,7 +24,8 @@ pub async fn korc_installed() -> &'static ControlPlane {
     let cp = shared().await;
     INSTALLED
         .get_or_init(|| async {
-            let korc = repo().join("target/debug/korc");
+            // The binary the node agent runs for korc images.
+            let korc = korc_e2e::agent::default_korc_binary();
             assert!(
                 korc.exists(),
                 "{} is missing: cargo build -p korc first",
@@ -48,10 +49,25 @@ pub async fn korc_installed() -> &'static ControlPlane {
     cp
 }
 
+/// The MariaDB sample (`deploy/samples/mariadb-cluster.yaml`) named `name`.
 pub fn sample(name: &str, replicas: i32) -> MySQLCluster {
-    let text = std::fs::read_to_string(repo().join("deploy/samples/mariadb-cluster.yaml")).unwrap();
+    sample_of("mariadb-cluster.yaml", name, replicas)
+}
+
+/// The MySQL sample (`deploy/samples/mysql-cluster.yaml`, semi-sync on) named `name`.
+pub fn mysql_sample(name: &str, replicas: i32) -> MySQLCluster {
+    sample_of("mysql-cluster.yaml", name, replicas)
+}
+
+fn sample_of(file: &str, name: &str, replicas: i32) -> MySQLCluster {
+    let text = std::fs::read_to_string(repo().join("deploy/samples").join(file)).unwrap();
     let mut c: MySQLCluster = serde_saphyr::from_str(&text).expect("the sample parses");
-    c.metadata.name = Some(name.into());
+    // Per-instance settings follow the pods to the new name.
+    let old = c.metadata.name.replace(name.into()).unwrap_or_default();
+    c.spec.instances = std::mem::take(&mut c.spec.instances)
+        .into_iter()
+        .map(|(pod, settings)| (pod.replacen(&old, name, 1), settings))
+        .collect();
     c.spec.replicas = replicas;
     c
 }
@@ -153,14 +169,48 @@ pub async fn assert_caught_up(
     rows: &str,
 ) {
     let mut r = root_conn(client, ns, "db", pod).await;
-    let wait = format!("SELECT CAST(MASTER_GTID_WAIT('{position}', 10) AS CHAR)");
-    assert_eq!(
-        scalar(&mut r, &wait).await,
-        "0",
+    assert!(
+        wait_applied(&mut r, position).await,
         "{pod} did not reach {position}"
     );
     let count = scalar(&mut r, "SELECT CAST(COUNT(*) AS CHAR) FROM app.t").await;
     assert_eq!(count, rows, "{pod} caught up");
+}
+
+/// Whether the server is MariaDB (else MySQL): the GTID variables and functions differ.
+pub async fn is_mariadb(conn: &mut mysql_async::Conn) -> bool {
+    scalar(conn, "SELECT @@global.version")
+        .await
+        .contains("MariaDB")
+}
+
+/// The GTID position of everything the instance binlogged (MariaDB's
+/// `gtid_binlog_pos`, MySQL's `gtid_executed`).
+pub async fn gtid_position(conn: &mut mysql_async::Conn) -> String {
+    let variable = if is_mariadb(conn).await {
+        "gtid_binlog_pos"
+    } else {
+        "gtid_executed"
+    };
+    scalar(conn, &format!("SELECT @@global.{variable}"))
+        .await
+        .replace('\n', "")
+}
+
+/// Waits up to 10 s until the instance has applied `position`; whether it did.
+pub async fn wait_applied(conn: &mut mysql_async::Conn, position: &str) -> bool {
+    let function = if is_mariadb(conn).await {
+        "MASTER_GTID_WAIT"
+    } else {
+        "WAIT_FOR_EXECUTED_GTID_SET"
+    };
+    // Both answer 0 once the position is applied.
+    scalar(
+        conn,
+        &format!("SELECT CAST({function}('{position}', 10) AS CHAR)"),
+    )
+    .await
+        == "0"
 }
 
 pub async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> String {
