@@ -7,6 +7,7 @@ use common::korc::*;
 use common::{namespace, shared, wait_for};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use korc::api::MySQLCluster;
 use korc_e2e::{ContainerRef, Fault};
@@ -27,6 +28,22 @@ async fn sample_cluster_replicates_and_status_tells_the_truth() {
     let s = wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
     let primary = s["primary"].as_str().unwrap().to_string();
     assert_eq!(primary, "db-0");
+    // The pods run with the restricted profile, and a NetworkPolicy guards them.
+    let pod = Api::<Pod>::namespaced(client.clone(), "sample")
+        .get("db-0")
+        .await
+        .unwrap();
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let security = spec.security_context.unwrap();
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let policy = Api::<NetworkPolicy>::namespaced(client.clone(), "sample")
+        .get("db")
+        .await
+        .unwrap();
+    let ingress = &policy.spec.unwrap().ingress.unwrap()[0];
+    assert_eq!(ingress.from.as_ref().unwrap().len(), 3);
     // If the primary failed now, a replica would be promoted.
     let candidate = s["failoverCandidate"]["pod"].as_str().unwrap_or_default();
     assert!(["db-1", "db-2"].contains(&candidate), "{s:#}");
