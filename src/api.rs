@@ -70,9 +70,21 @@ pub struct MySQLClusterSpec {
     #[serde(default)]
     pub pod_template: PodOverrides,
     /// Extra my.cnf settings (`[mysqld]` section), for example `max_connections: "500"`.
-    /// korc's own replication settings cannot be overridden.
+    /// korc's own replication and durability settings cannot be overridden, under any
+    /// spelling (`loose-`, `skip-`, `-` or `_`, case).
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 256, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[A-Za-z][A-Za-z0-9_.-]{0,127}$'))").message("spec.mysqlConfig: a setting name is letters, digits, '_', '-' and '.', starting with a letter (no sections, directives or line breaks)"))]
+    #[x_kube(validation = Rule::new("self.all(k, !self[k].contains('\\n') && !self[k].contains('\\r'))").message("spec.mysqlConfig: a value may not contain a line break"))]
+    #[x_kube(validation = crate::provisioning::protected_settings_rule())]
     pub mysql_config: BTreeMap<String, String>,
+    /// `strict` (default): every commit is on disk before it is acknowledged
+    /// (`sync_binlog=1`, `innodb_flush_log_at_trx_commit=1`), so a host crash loses no
+    /// transaction a client or a replica was told of. `relaxed` (`sync_binlog=0`,
+    /// `innodb_flush_log_at_trx_commit=2`) is faster and may lose about the last second
+    /// of commits on a host crash (not on a server crash).
+    #[serde(default)]
+    pub durability: Durability,
     /// Name of a Secret holding the passwords (`root-password`, `operator-password`,
     /// `replication-password`). Generated as `<name>-credentials` when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +115,19 @@ pub struct MySQLClusterSpec {
     /// The NetworkPolicy korc creates for the servers.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+}
+
+/// How durable commits are (`spec.durability`).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Durability {
+    /// Every commit synced to disk before it is acknowledged.
+    #[default]
+    Strict,
+    /// Binary log and redo log synced about once a second.
+    Relaxed,
 }
 
 /// The NetworkPolicy korc creates for the servers: on port 3306 it admits the

@@ -297,6 +297,36 @@ async fn invalid_specs_are_rejected_by_the_api_server_naming_the_field() {
             "spec.switchover needs at least 2 replicas",
         ),
         (
+            "/spec/mysqlConfig",
+            json!({"loose_read_only": "OFF"}),
+            "spec.mysqlConfig: a setting korc manages",
+        ),
+        (
+            "/spec/mysqlConfig",
+            json!({"Loose-GTID-Strict-Mode": "OFF"}),
+            "spec.mysqlConfig: a setting korc manages",
+        ),
+        (
+            "/spec/mysqlConfig",
+            json!({"sync_binlog": "0"}),
+            "spec.mysqlConfig: a setting korc manages",
+        ),
+        (
+            "/spec/mysqlConfig",
+            json!({"[client]": "x"}),
+            "spec.mysqlConfig: a setting name is",
+        ),
+        (
+            "/spec/mysqlConfig",
+            json!({"!include /etc/secrets.cnf": ""}),
+            "spec.mysqlConfig: a setting name is",
+        ),
+        (
+            "/spec/mysqlConfig",
+            json!({"max_connections": "100\n[mysqld]\nread_only=0"}),
+            "spec.mysqlConfig: a value may not contain a line break",
+        ),
+        (
             "/spec/hooks",
             json!({"preFailover": [{"name": "page", "template": {"spec": {"containers": []}}}]}),
             "spec.hooks.preFailover[0].template.spec.containers",

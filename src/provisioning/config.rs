@@ -1,6 +1,6 @@
 //! The server configuration korc imposes, and spec validation beyond the CRD schema.
 
-use crate::api::MySQLClusterSpec;
+use crate::api::{Durability, MySQLClusterSpec};
 
 /// Server flavor, from the image name (MySQL 8.x and Percona Server images are MySQL;
 /// everything else is taken for MariaDB).
@@ -47,28 +47,62 @@ const PROTECTED: &[&str] = &[
     "socket",
     "skip_slave_start",
     "skip_replica_start",
+    "slave_net_timeout",
+    "replica_net_timeout",
+    "sync_binlog",
+    "innodb_flush_log_at_trx_commit",
 ];
 
-/// Checks what the CRD schema cannot: protected settings and odd setting names.
+/// Option prefixes the servers accept before a setting's name (`loose-read-only`,
+/// `skip-log-bin`, …): a protected setting behind one is still protected.
+const OPTION_PREFIXES: &[&str] = &["loose_", "skip_", "disable_", "enable_", "maximum_"];
+
+/// The CRD's rule refusing protected settings under any spelling (the same
+/// normalisation as [`validate`], in CEL).
+pub fn protected_settings_rule() -> kube::core::Rule {
+    let names = PROTECTED.join("|");
+    let prefixes = OPTION_PREFIXES
+        .iter()
+        .map(|p| p.trim_end_matches('_'))
+        .collect::<Vec<_>>()
+        .join("|");
+    kube::core::Rule::new(format!(
+        "self.all(k, !k.lowerAscii().replace('-', '_').matches('^(({prefixes})_)*({names}|rpl_semi_sync.*)$'))"
+    ))
+    .message("spec.mysqlConfig: a setting korc manages (replication, read_only, durability: see spec.durability) cannot be set, under any spelling")
+}
+
+/// A setting's name as the server reads it: case, `-` or `_`, and option prefixes
+/// aside.
+fn normalize(key: &str) -> String {
+    let mut name = key.trim().replace('-', "_").to_ascii_lowercase();
+    while let Some(rest) = OPTION_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) {
+        name = rest.to_string();
+    }
+    name
+}
+
+/// Checks what the CRD schema cannot: protected settings under any spelling, and odd
+/// setting names (the CRD's rules refuse those too).
 pub fn validate(spec: &MySQLClusterSpec) -> Result<(), String> {
     for key in spec.mysql_config.keys() {
-        let normalized = key.trim().replace('-', "_").to_ascii_lowercase();
-        if normalized.is_empty()
-            || !normalized
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        let name = normalize(key);
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!(
                 "spec.mysqlConfig: {key:?} is not a server setting name"
             ));
         }
-        if PROTECTED.contains(&normalized.as_str()) || normalized.starts_with("rpl_semi_sync") {
+        if PROTECTED.contains(&name.as_str()) || name.starts_with("rpl_semi_sync") {
             return Err(format!(
-                "spec.mysqlConfig: {key} is managed by korc and cannot be set"
+                "spec.mysqlConfig: {key} sets {name}, which korc manages (durability: spec.durability)"
             ));
         }
     }
-    if let Some(v) = spec.mysql_config.values().find(|v| v.contains('\n')) {
+    if let Some(v) = spec
+        .mysql_config
+        .values()
+        .find(|v| v.contains(['\n', '\r']))
+    {
         return Err(format!("spec.mysqlConfig: value {v:?} spans lines"));
     }
     Ok(())
@@ -87,6 +121,11 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
     let mut cnf = String::from("# Managed by korc.\n[mysqld]\n");
     cnf += "log_bin=mysql-bin\nrelay_log=relay-bin\nread_only=ON\nrelay_log_recovery=OFF\n";
     cnf += "skip_name_resolve=ON\n";
+    // Durable: a host crash loses no transaction a client or a replica was told of.
+    cnf += match spec.durability {
+        Durability::Strict => "sync_binlog=1\ninnodb_flush_log_at_trx_commit=1\n",
+        Durability::Relaxed => "sync_binlog=0\ninnodb_flush_log_at_trx_commit=2\n",
+    };
     // A hung primary (SIGSTOP, a frozen VM) keeps its connections open and sends no
     // heartbeat (one every net_timeout/2 s): its replicas give up on it after 2 s, and
     // only then can korc tell it is dead rather than unreachable from korc alone.
@@ -239,6 +278,17 @@ mod tests {
             ("rpl_semi_sync_master_timeout", "1"),
             ("bad key", "1"),
             ("x", "a\nb"),
+            ("x", "a\rb"),
+            ("loose_read_only", "OFF"),
+            ("loose-gtid-strict-mode", "OFF"),
+            ("LOOSE-GTID_MODE", "OFF"),
+            ("skip-log-bin", ""),
+            ("disable-log-slave-updates", ""),
+            ("loose-skip-relay-log-recovery", ""),
+            ("sync-binlog", "0"),
+            ("innodb_flush_log_at_trx_commit", "2"),
+            ("loose_rpl_semi_sync_slave_enabled", "OFF"),
+            ("Slave-Net-Timeout", "60"),
         ] {
             let mut s = spec("mariadb:10.11");
             s.mysql_config.insert(k.into(), v.into());
@@ -248,5 +298,28 @@ mod tests {
             );
         }
         assert!(validate(&spec("mariadb:10.11")).is_ok());
+        for fine in [
+            "max_connections",
+            "skip-name-resolve",
+            "loose-innodb-buffer-pool-size",
+        ] {
+            let mut s = spec("mariadb:10.11");
+            s.mysql_config.insert(fine.into(), "1".into());
+            assert!(validate(&s).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn every_instance_syncs_its_binary_log_and_redo_log_unless_relaxed() {
+        for image in ["mariadb:10.11", "mysql:8.4"] {
+            let strict = my_cnf(&spec(image));
+            for line in ["sync_binlog=1", "innodb_flush_log_at_trx_commit=1"] {
+                assert!(strict.lines().any(|l| l == line), "{image}: {line}");
+            }
+            let mut s = spec(image);
+            s.durability = Durability::Relaxed;
+            let relaxed = my_cnf(&s);
+            assert!(relaxed.lines().any(|l| l == "sync_binlog=0"), "{relaxed}");
+        }
     }
 }

@@ -7,7 +7,7 @@ mod config;
 mod credentials;
 mod objects;
 
-pub use config::{Flavor, my_cnf, validate};
+pub use config::{Flavor, my_cnf, protected_settings_rule, validate};
 pub use credentials::{MONITOR_USER, OPERATOR_USER, Passwords, REPLICATION_USER, init_sql};
 pub use objects::{CLIENT_LABEL, Desired, build};
 
