@@ -131,20 +131,19 @@ pub struct ClusterArgs {
     /// User korc connects as.
     #[arg(long, env = "KORC_MYSQL_USER", default_value = "root")]
     pub user: String,
-    /// Its password.
-    #[arg(
-        long,
-        env = "KORC_MYSQL_PASSWORD",
-        default_value = "",
-        hide_env_values = true
-    )]
-    pub password: String,
+    /// A file holding its password (else the environment's `KORC_MYSQL_PASSWORD`).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Its password: visible to every user of the machine in the process list, so
+    /// korc warns; prefer --password-file or `KORC_MYSQL_PASSWORD`.
+    #[arg(long, hide = true)]
+    pub password: Option<String>,
     /// Replication user for an old primary that rejoins (default: --user).
     #[arg(long, env = "KORC_REPLICATION_USER")]
     pub replication_user: Option<String>,
-    /// Its password (default: --password).
-    #[arg(long, env = "KORC_REPLICATION_PASSWORD", hide_env_values = true)]
-    pub replication_password: Option<String>,
+    /// A file holding its password (else `KORC_REPLICATION_PASSWORD`, else korc's).
+    #[arg(long, value_name = "FILE")]
+    pub replication_password_file: Option<PathBuf>,
     /// Remember the topology between runs in FILE (like orchestrator's backend), so an
     /// instance that died before this run keeps its last known role.
     #[arg(long, value_name = "FILE")]
@@ -223,39 +222,64 @@ pub struct AnalysisDocument {
     pub analysis: Vec<Analysis>,
 }
 
+/// A secret from a file (its trailing newline aside), else from the environment.
+fn secret(file: Option<&Path>, env: &str) -> Result<Option<String>> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| Error::Invalid(format!("cannot read {}: {e}", path.display()))),
+        None => Ok(std::env::var(env).ok()),
+    }
+}
+
 impl ClusterArgs {
-    fn connector(&self) -> Connector {
+    /// korc's password: `--password-file`, `KORC_MYSQL_PASSWORD`, or (with a warning)
+    /// `--password`.
+    fn password(&self) -> Result<String> {
+        if self.password.is_some() {
+            eprintln!(
+                "korc: warning: --password shows the password to every user of this machine; \
+                 use --password-file or KORC_MYSQL_PASSWORD"
+            );
+        }
+        let from = secret(self.password_file.as_deref(), "KORC_MYSQL_PASSWORD")?;
+        Ok(from.or_else(|| self.password.clone()).unwrap_or_default())
+    }
+
+    fn connector(&self) -> Result<Connector> {
         let mut c = Connector::new(Credentials {
             user: self.user.clone(),
-            password: self.password.clone(),
+            password: self.password()?,
         });
         c.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
         c.query_timeout = Duration::from_millis(self.query_timeout_ms);
         for (k, a) in &self.connect {
             c.map_address(k.clone(), a.clone());
         }
-        c
+        Ok(c)
     }
 
     fn recovery_context(&self) -> Result<RecoveryContext> {
         Ok(RecoveryContext {
-            connector: self.connector(),
+            connector: self.connector()?,
             policy: self.policy()?,
-            replication: self.replication(),
+            replication: self.replication()?,
         })
     }
 
-    fn replication(&self) -> ReplicationCredentials {
-        ReplicationCredentials {
+    fn replication(&self) -> Result<ReplicationCredentials> {
+        let file = self.replication_password_file.as_deref();
+        let password = match secret(file, "KORC_REPLICATION_PASSWORD")? {
+            Some(p) => p,
+            None => self.password()?,
+        };
+        Ok(ReplicationCredentials {
             user: self
                 .replication_user
                 .clone()
                 .unwrap_or_else(|| self.user.clone()),
-            password: self
-                .replication_password
-                .clone()
-                .unwrap_or_else(|| self.password.clone()),
-        }
+            password,
+        })
     }
 
     fn policy(&self) -> Result<Policy> {
@@ -311,7 +335,7 @@ impl ClusterArgs {
     async fn topology(&self, plan: &PlanArgs) -> Result<Vec<Instance>> {
         match &plan.snapshot {
             Some(path) => read_snapshot(path),
-            None => self.observe(&self.connector()).await,
+            None => self.observe(&self.connector()?).await,
         }
     }
 
@@ -501,7 +525,7 @@ pub async fn run(command: Command) -> Result<u8> {
             let policy = cluster.policy()?;
             let instances = match &snapshot {
                 Some(path) => read_snapshot(path)?,
-                None => cluster.probe(&cluster.connector()).await?,
+                None => cluster.probe(&cluster.connector()?).await?,
             };
             let analysis = analyze(&instances, &policy, now_ms());
             let problem = analysis.iter().any(|a| a.code != AnalysisCode::NoProblem);

@@ -158,3 +158,31 @@ fn a_snapshot_with_a_malformed_gtid_set_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_password_comes_from_a_file_or_the_environment_and_the_flag_warns() {
+    let (code, out, err) = korc(&[
+        "analyze",
+        "--instances",
+        CLOSED,
+        "--password-file",
+        "/nonexistent/korc-password",
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("cannot read /nonexistent/korc-password"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "password", "s3cret\n");
+    let (_, _, err) = korc(&["analyze", "--instances", CLOSED, "--password-file", &file]);
+    assert!(!err.contains("warning"), "{err}");
+
+    let (_, _, err) = korc(&["analyze", "--instances", CLOSED, "--password", "s3cret"]);
+    assert!(
+        err.contains("warning: --password shows the password to every user"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+}

@@ -4,8 +4,9 @@ use super::config::Flavor;
 use crate::topology::dialect::quote;
 use std::collections::BTreeMap;
 
-/// The passwords of a cluster, as stored in its credentials Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The passwords of a cluster, as stored in its credentials Secret. `Debug` shows no
+/// password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Passwords {
     /// `root`.
     pub root: String,
@@ -31,6 +32,12 @@ pub const OPERATOR_USER: &str = "korc";
 pub const REPLICATION_USER: &str = "korc_repl";
 /// User name of the monitoring account.
 pub const MONITOR_USER: &str = "korc_monitor";
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passwords { .. }")
+    }
+}
 
 impl Passwords {
     /// Fresh random passwords.
@@ -118,6 +125,29 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn no_password_shows_in_debug_output() {
+        use crate::topology::dialect::ReplicationCredentials;
+        use crate::topology::session::Credentials;
+        let p = Passwords::generate();
+        let shown = format!(
+            "{p:?} {:?} {:?}",
+            Credentials {
+                user: "korc".into(),
+                password: p.operator.clone(),
+            },
+            ReplicationCredentials {
+                user: "korc_repl".into(),
+                password: p.replication.clone(),
+            }
+        );
+        for secret in [&p.root, &p.operator, &p.replication, &p.monitor] {
+            assert!(!shown.contains(secret.as_str()), "{shown}");
+        }
+        assert!(shown.contains("korc_repl"), "{shown}");
+    }
+
     use super::*;
 
     #[test]

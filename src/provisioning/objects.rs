@@ -32,8 +32,9 @@ const IMAGE_MYSQL_UID: i64 = 999;
 /// the cluster's NetworkPolicy.
 pub const CLIENT_LABEL: &str = "korc.dev/client";
 
-/// Everything korc keeps in shape for a cluster.
-#[derive(Debug, Clone)]
+/// Everything korc keeps in shape for a cluster. No `Debug`: its Secrets hold the
+/// passwords.
+#[derive(Clone)]
 pub struct Desired {
     /// The instances.
     pub stateful_set: StatefulSet,

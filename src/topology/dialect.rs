@@ -10,13 +10,21 @@ use std::collections::BTreeMap;
 /// A result row: column name to value (NULL as `None`).
 pub type Row = BTreeMap<String, Option<String>>;
 
-/// Credentials a replica uses to connect to its source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Credentials a replica uses to connect to its source. `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ReplicationCredentials {
     /// User with the REPLICATION SLAVE privilege.
     pub user: String,
     /// Its password.
     pub password: String,
+}
+
+impl std::fmt::Debug for ReplicationCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationCredentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Flavor and version of a server: decides every statement's syntax.

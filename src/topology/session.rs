@@ -14,13 +14,21 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-/// The account korc uses to probe and repair instances.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The account korc uses to probe and repair instances. `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// User name.
     pub user: String,
     /// Password.
     pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Opens sessions to instances.
