@@ -376,7 +376,10 @@ impl MysqlGtidSet {
             }
             let uuid = uuid.to_ascii_lowercase();
             let mut intervals = sets.entry(uuid.clone()).or_default();
+            // Intervals found since the UUID or the last tag; a tag may follow the UUID
+            // directly (MySQL prints `uuid:tag:1-3` when no untagged ones are left).
             let mut found = false;
+            let mut tagged = false;
             for field in fields {
                 match parse_interval(field) {
                     Some(Ok(interval)) => {
@@ -385,9 +388,10 @@ impl MysqlGtidSet {
                     }
                     Some(Err(kind)) => return Err(err(kind)),
                     None if is_tag(field.trim()) => {
-                        if !found {
+                        if tagged && !found {
                             return Err(err(NoIntervals));
                         }
+                        tagged = true;
                         let tag = field.trim().to_ascii_lowercase();
                         intervals = sets.entry(format!("{uuid}:{tag}")).or_default();
                         found = false;
@@ -402,6 +406,8 @@ impl MysqlGtidSet {
         }
         Ok(Self(
             sets.into_iter()
+                // A UUID whose transactions are all tagged has no untagged entry.
+                .filter(|(_, intervals)| !intervals.is_empty())
                 .map(|(source, intervals)| (source, normalise(intervals)))
                 .collect(),
         ))
@@ -644,6 +650,17 @@ mod tests {
         let s = MysqlGtidSet::parse(&format!("{A}:1-3:mytag:1-2")).unwrap();
         assert_eq!(s.to_string(), format!("{A}:1-3,{A}:mytag:1-2"));
         assert_eq!(s.transactions(), 5);
+        assert_eq!(MysqlGtidSet::parse(&s.to_string()), Ok(s));
+        // What MySQL 9.7 prints as gtid_executed after only tagged transactions, and
+        // for tagged ones before untagged.
+        let only_tagged = MysqlGtidSet::parse(&format!("{A}:blue:1")).unwrap();
+        assert_eq!(only_tagged.to_string(), format!("{A}:blue:1"));
+        let both = MysqlGtidSet::parse(&format!("{A}:5:tag:1-3:zz:4,{B}:tag:2")).unwrap();
+        assert_eq!(both.transactions(), 6);
+        assert_eq!(
+            both.to_string(),
+            format!("{A}:5,{A}:tag:1-3,{A}:zz:4,{B}:tag:2")
+        );
     }
 
     #[test]
@@ -759,6 +776,7 @@ mod tests {
             (format!("{A}:"), BadInterval),
             (format!("{A}::1"), BadInterval),
             (format!("{A}:mytag"), NoIntervals),
+            (format!("{A}:mytag:other:1"), NoIntervals),
             (format!("{A}:1-3:mytag"), NoIntervals),
             (format!("{A}:my-tag:1"), BadTag),
             (format!("{A}:{}:1", "t".repeat(33)), BadTag),
