@@ -508,8 +508,12 @@ pub enum GtidHistory {
 
 impl GtidHistory {
     /// The transactions of `self` that `source` lacks, as GTID text (empty when
-    /// none); none for histories of different flavors.
-    pub fn errant_against(&self, source: &Self) -> Option<String> {
+    /// none); none for histories of different flavors. On MySQL the transactions of
+    /// `source_uuid`, the source's own, never count: a replica cannot have written
+    /// them, and MySQL adds a transaction to the source's `gtid_executed` only after
+    /// its replicas may have it (a semi-sync `AFTER_SYNC` source sends it, then waits
+    /// for the acknowledgement before committing). orchestrator leaves them out too.
+    pub fn errant_against(&self, source: &Self, source_uuid: Option<&str>) -> Option<String> {
         match (self, source) {
             (Self::MariaDb(own), Self::MariaDb(theirs)) => {
                 let errant: Vec<String> = own
@@ -519,7 +523,18 @@ impl GtidHistory {
                     .collect();
                 Some(errant.join(","))
             }
-            (Self::Mysql(own), Self::Mysql(theirs)) => Some(own.subtract(theirs).to_string()),
+            (Self::Mysql(own), Self::Mysql(theirs)) => {
+                let errant = own.subtract(theirs);
+                Some(
+                    match source_uuid {
+                        Some(uuid) => {
+                            errant.subtract(&errant.only_source(&uuid.to_ascii_lowercase()))
+                        }
+                        None => errant,
+                    }
+                    .to_string(),
+                )
+            }
             _ => None,
         }
     }
@@ -643,6 +658,24 @@ mod tests {
         assert!(s.contains(&u));
         assert!(!u.contains(&s));
         assert!(s.subtract(&s).is_empty());
+    }
+
+    #[test]
+    fn mysql_transactions_of_the_source_itself_are_never_errant() {
+        let source = GtidHistory::Mysql(MysqlGtidSet::parse(&format!("{A}:1-5")).unwrap());
+        // The source's sixth transaction reached the replica before the source committed
+        // it (semi-sync AFTER_SYNC); the replica's own write is errant.
+        let replica =
+            GtidHistory::Mysql(MysqlGtidSet::parse(&format!("{A}:1-6:tag:1,{B}:1")).unwrap());
+        assert_eq!(
+            replica.errant_against(&source, Some(&A.to_ascii_uppercase())),
+            Some(format!("{B}:1"))
+        );
+        assert_eq!(
+            replica.errant_against(&source, None),
+            Some(format!("{A}:6,{A}:tag:1,{B}:1")),
+            "without the source's UUID every difference counts"
+        );
     }
 
     #[test]
