@@ -1,6 +1,7 @@
 //! korc's engine benchmarks, printed as medians of repeated runs:
-//! - crash failover on real MariaDB: from kill -9 of the primary until the new primary
-//!   accepts an application write (detection by probing, analysis, recovery);
+//! - crash failover on real MariaDB and on real MySQL: from kill -9 of the primary until
+//!   the new primary accepts an application write (detection by probing, analysis,
+//!   recovery);
 //! - analysis of a synthetic 10,000-instance snapshot.
 //!
 //! Run with `cargo bench --bench failover` (`KORC_BENCH_RUNS` sets the run count).
@@ -38,8 +39,8 @@ struct Run {
     write_accepted_ms: f64,
 }
 
-async fn crash_failover_once() -> Run {
-    let mut sb = support::Sandbox::replication(3);
+async fn crash_failover_once(flavor: support::Flavor) -> Run {
+    let mut sb = support::Sandbox::replication(flavor, 3);
     let keys: Vec<InstanceKey> = sb
         .servers
         .iter()
@@ -167,27 +168,30 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let results: Vec<Run> = (0..runs)
-        .map(|_| rt.block_on(crash_failover_once()))
-        .collect();
-    for (name, values) in [
-        (
-            "kill -9 to DeadMaster detected",
-            results.iter().map(|r| r.detect_ms).collect::<Vec<_>>(),
-        ),
-        (
-            "kill -9 to successor writable",
-            results.iter().map(|r| r.writable_ms).collect(),
-        ),
-        (
-            "kill -9 to application write accepted",
-            results.iter().map(|r| r.write_accepted_ms).collect(),
-        ),
-    ] {
-        println!(
-            "{name}: median {:.1} ms, max {:.1} ms over {runs} runs",
-            median(values.clone()),
-            max(&values)
-        );
+    for flavor in [support::Flavor::MariaDb, support::Flavor::Mysql] {
+        let results: Vec<Run> = (0..runs)
+            .map(|_| rt.block_on(crash_failover_once(flavor)))
+            .collect();
+        for (name, values) in [
+            (
+                "kill -9 to DeadMaster detected",
+                results.iter().map(|r| r.detect_ms).collect::<Vec<_>>(),
+            ),
+            (
+                "kill -9 to successor writable",
+                results.iter().map(|r| r.writable_ms).collect(),
+            ),
+            (
+                "kill -9 to application write accepted",
+                results.iter().map(|r| r.write_accepted_ms).collect(),
+            ),
+        ] {
+            println!(
+                "{}: {name}: median {:.1} ms, max {:.1} ms over {runs} runs",
+                flavor.name(),
+                median(values.clone()),
+                max(&values)
+            );
+        }
     }
 }

@@ -405,7 +405,7 @@ fn errant_transactions(view: &ClusterView<'_>) -> Vec<Option<String>> {
             let s = view.source_of(r)?;
             histories[r]
                 .as_ref()?
-                .errant_against(histories[s].as_ref()?)
+                .errant_against(histories[s].as_ref()?, instances[s].server_uuid.as_deref())
                 .filter(|e| !e.is_empty())
         })
         .collect()

@@ -376,7 +376,10 @@ impl MysqlGtidSet {
             }
             let uuid = uuid.to_ascii_lowercase();
             let mut intervals = sets.entry(uuid.clone()).or_default();
+            // Intervals found since the UUID or the last tag; a tag may follow the UUID
+            // directly (MySQL prints `uuid:tag:1-3` when no untagged ones are left).
             let mut found = false;
+            let mut tagged = false;
             for field in fields {
                 match parse_interval(field) {
                     Some(Ok(interval)) => {
@@ -385,9 +388,10 @@ impl MysqlGtidSet {
                     }
                     Some(Err(kind)) => return Err(err(kind)),
                     None if is_tag(field.trim()) => {
-                        if !found {
+                        if tagged && !found {
                             return Err(err(NoIntervals));
                         }
+                        tagged = true;
                         let tag = field.trim().to_ascii_lowercase();
                         intervals = sets.entry(format!("{uuid}:{tag}")).or_default();
                         found = false;
@@ -402,6 +406,8 @@ impl MysqlGtidSet {
         }
         Ok(Self(
             sets.into_iter()
+                // A UUID whose transactions are all tagged has no untagged entry.
+                .filter(|(_, intervals)| !intervals.is_empty())
                 .map(|(source, intervals)| (source, normalise(intervals)))
                 .collect(),
         ))
@@ -502,8 +508,12 @@ pub enum GtidHistory {
 
 impl GtidHistory {
     /// The transactions of `self` that `source` lacks, as GTID text (empty when
-    /// none); none for histories of different flavors.
-    pub fn errant_against(&self, source: &Self) -> Option<String> {
+    /// none); none for histories of different flavors. On MySQL the transactions of
+    /// `source_uuid`, the source's own, never count: a replica cannot have written
+    /// them, and MySQL adds a transaction to the source's `gtid_executed` only after
+    /// its replicas may have it (a semi-sync `AFTER_SYNC` source sends it, then waits
+    /// for the acknowledgement before committing). orchestrator leaves them out too.
+    pub fn errant_against(&self, source: &Self, source_uuid: Option<&str>) -> Option<String> {
         match (self, source) {
             (Self::MariaDb(own), Self::MariaDb(theirs)) => {
                 let errant: Vec<String> = own
@@ -513,7 +523,18 @@ impl GtidHistory {
                     .collect();
                 Some(errant.join(","))
             }
-            (Self::Mysql(own), Self::Mysql(theirs)) => Some(own.subtract(theirs).to_string()),
+            (Self::Mysql(own), Self::Mysql(theirs)) => {
+                let errant = own.subtract(theirs);
+                Some(
+                    match source_uuid {
+                        Some(uuid) => {
+                            errant.subtract(&errant.only_source(&uuid.to_ascii_lowercase()))
+                        }
+                        None => errant,
+                    }
+                    .to_string(),
+                )
+            }
             _ => None,
         }
     }
@@ -640,10 +661,39 @@ mod tests {
     }
 
     #[test]
+    fn mysql_transactions_of_the_source_itself_are_never_errant() {
+        let source = GtidHistory::Mysql(MysqlGtidSet::parse(&format!("{A}:1-5")).unwrap());
+        // The source's sixth transaction reached the replica before the source committed
+        // it (semi-sync AFTER_SYNC); the replica's own write is errant.
+        let replica =
+            GtidHistory::Mysql(MysqlGtidSet::parse(&format!("{A}:1-6:tag:1,{B}:1")).unwrap());
+        assert_eq!(
+            replica.errant_against(&source, Some(&A.to_ascii_uppercase())),
+            Some(format!("{B}:1"))
+        );
+        assert_eq!(
+            replica.errant_against(&source, None),
+            Some(format!("{A}:6,{A}:tag:1,{B}:1")),
+            "without the source's UUID every difference counts"
+        );
+    }
+
+    #[test]
     fn mysql_set_with_tags() {
         let s = MysqlGtidSet::parse(&format!("{A}:1-3:mytag:1-2")).unwrap();
         assert_eq!(s.to_string(), format!("{A}:1-3,{A}:mytag:1-2"));
         assert_eq!(s.transactions(), 5);
+        assert_eq!(MysqlGtidSet::parse(&s.to_string()), Ok(s));
+        // What MySQL 9.7 prints as gtid_executed after only tagged transactions, and
+        // for tagged ones before untagged.
+        let only_tagged = MysqlGtidSet::parse(&format!("{A}:blue:1")).unwrap();
+        assert_eq!(only_tagged.to_string(), format!("{A}:blue:1"));
+        let both = MysqlGtidSet::parse(&format!("{A}:5:tag:1-3:zz:4,{B}:tag:2")).unwrap();
+        assert_eq!(both.transactions(), 6);
+        assert_eq!(
+            both.to_string(),
+            format!("{A}:5,{A}:tag:1-3,{A}:zz:4,{B}:tag:2")
+        );
     }
 
     #[test]
@@ -759,6 +809,7 @@ mod tests {
             (format!("{A}:"), BadInterval),
             (format!("{A}::1"), BadInterval),
             (format!("{A}:mytag"), NoIntervals),
+            (format!("{A}:mytag:other:1"), NoIntervals),
             (format!("{A}:1-3:mytag"), NoIntervals),
             (format!("{A}:my-tag:1"), BadTag),
             (format!("{A}:{}:1", "t".repeat(33)), BadTag),

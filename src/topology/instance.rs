@@ -526,7 +526,8 @@ impl Instance {
     /// Transactions this instance holds that `source` does not: errant transactions.
     /// None when it cannot be told (unknown flavor, unparsable GTIDs).
     pub fn errant_gtids(&self, source: &Instance) -> Option<String> {
-        self.gtid_history()?.errant_against(&source.gtid_history()?)
+        self.gtid_history()?
+            .errant_against(&source.gtid_history()?, source.server_uuid.as_deref())
     }
 }
 

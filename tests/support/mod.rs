@@ -1,6 +1,8 @@
-//! Real MariaDB servers for tests: each a separate `mariadbd` process on its own
-//! loopback address (127.x.y.z, port 3306) with GTID replication, killed and removed
-//! when the sandbox is dropped (and killed by the kernel if the test process dies).
+//! Real MariaDB and MySQL servers for tests: each a separate `mariadbd` or `mysqld`
+//! process on its own loopback address (127.x.y.z, port 3306) with GTID replication,
+//! killed and removed when the sandbox is dropped (and killed by the kernel if the test
+//! process dies). Every server carries the accounts korc provisions, with their grants,
+//! so the tests also prove that those grants suffice for what korc does.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::io::{Read, Write};
@@ -13,11 +15,48 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// korc's administrative account in the sandbox.
-pub const ADMIN: (&str, &str) = ("korc", "korc-admin-pw");
+pub const ADMIN: (&str, &str) = (korc::provisioning::OPERATOR_USER, "korc-admin-pw");
 /// Replication account.
-pub const REPL: (&str, &str) = ("repl", "repl-pw");
+pub const REPL: (&str, &str) = (korc::provisioning::REPLICATION_USER, "repl-pw");
 /// An application account: ordinary privileges, stopped by read_only.
 pub const APP: (&str, &str) = ("app", "app-pw");
+
+/// Which server a sandbox runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// MariaDB from the system (`mariadbd`, `mariadb`).
+    MariaDb,
+    /// MySQL unpacked into korc's cache by `e2e/prereqs` (`mysqld`, `mysql` wrappers).
+    Mysql,
+}
+
+/// Generates one test per flavor for each listed test function taking a [`Flavor`]:
+/// `mariadb::NAME` and `mysql::NAME`. Functions listed after `async:` are async.
+#[macro_export]
+macro_rules! on_both_flavors {
+    ($($name:ident),* $(,)? $(; async: $($async_name:ident),* $(,)?)?) => {
+        mod mariadb {
+            $(#[test]
+            fn $name() {
+                super::$name(super::support::Flavor::MariaDb)
+            })*
+            $($(#[tokio::test]
+            async fn $async_name() {
+                super::$async_name(super::support::Flavor::MariaDb).await
+            })*)?
+        }
+        mod mysql {
+            $(#[test]
+            fn $name() {
+                super::$name(super::support::Flavor::Mysql)
+            })*
+            $($(#[tokio::test]
+            async fn $async_name() {
+                super::$async_name(super::support::Flavor::Mysql).await
+            })*)?
+        }
+    };
+}
 
 fn cache_dir() -> PathBuf {
     std::env::var_os("KORC_CACHE")
@@ -28,47 +67,153 @@ fn cache_dir() -> PathBuf {
         })
 }
 
-fn mariadb_version() -> String {
-    let out = Command::new("mariadbd")
-        .arg("--version")
-        .output()
-        .expect("mariadbd not found: install Debian's mariadb-server (e2e/prereqs does)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or("unknown")
-        .to_string()
+/// The private MySQL's directory in the cache: `bin/` wrappers, `root/usr` basedir.
+fn mysql_dir() -> PathBuf {
+    let dir = cache_dir().join("mysql");
+    assert!(
+        dir.join("bin/mysqld").is_file(),
+        "MySQL is not installed at {}: run e2e/prereqs (it unpacks MySQL into korc's cache)",
+        dir.display()
+    );
+    dir
 }
 
-/// A bootstrapped datadir, made once per machine and MariaDB version and copied for
-/// every server (mariadb-install-db takes ~0.3 s, a copy a fraction of that).
-fn template() -> &'static Path {
-    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
-    TEMPLATE.get_or_init(|| {
-        let dir = cache_dir().join(format!("mariadb-datadir-{}", mariadb_version()));
+impl Flavor {
+    /// The flavor's name in korc's JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MariaDb => "mariadb",
+            Self::Mysql => "mysql",
+        }
+    }
+
+    fn server(self) -> PathBuf {
+        match self {
+            Self::MariaDb => "mariadbd".into(),
+            Self::Mysql => mysql_dir().join("bin/mysqld"),
+        }
+    }
+
+    /// The command-line client.
+    pub fn client(self) -> Command {
+        match self {
+            Self::MariaDb => Command::new("mariadb"),
+            Self::Mysql => Command::new(mysql_dir().join("bin/mysql")),
+        }
+    }
+
+    fn version(self) -> String {
+        let out = Command::new(self.server())
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| match self {
+                Self::MariaDb => panic!(
+                    "mariadbd not found ({e}): install Debian's mariadb-server (e2e/prereqs does)"
+                ),
+                Self::Mysql => panic!("cannot run mysqld ({e}): run e2e/prereqs"),
+            });
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for …", "mysqld  Ver 9.7.4-2 for …"
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == "Ver");
+        words.next().unwrap_or("unknown").to_string()
+    }
+
+    /// The word of the semi-sync names: MariaDB's `master`/`slave`, MySQL's
+    /// `source`/`replica`. `side` is `source` or `replica`.
+    fn semi_sync_side(self, side: &str) -> &str {
+        match (self, side) {
+            (Self::MariaDb, "source") => "master",
+            (Self::MariaDb, "replica") => "slave",
+            _ => side,
+        }
+    }
+}
+
+/// A bootstrapped datadir, made once per machine, flavor and version and copied for
+/// every server (bootstrapping takes ~0.3 s for MariaDB and seconds for MySQL, a copy
+/// a fraction of that).
+fn template(flavor: Flavor) -> &'static Path {
+    static MARIADB: OnceLock<PathBuf> = OnceLock::new();
+    static MYSQL: OnceLock<PathBuf> = OnceLock::new();
+    let cell = match flavor {
+        Flavor::MariaDb => &MARIADB,
+        Flavor::Mysql => &MYSQL,
+    };
+    cell.get_or_init(|| {
+        let dir = cache_dir().join(format!("{}-datadir-{}", flavor.name(), flavor.version()));
         if dir.join("mysql").is_dir() {
             return dir;
         }
-        let scratch = cache_dir().join(format!("mariadb-datadir-build-{}", std::process::id()));
+        let scratch = cache_dir().join(format!(
+            "{}-datadir-build-{}",
+            flavor.name(),
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch).unwrap();
-        let status = Command::new("mariadb-install-db")
-            .arg("--no-defaults")
-            .arg("--user=root")
-            .arg(format!("--datadir={}", scratch.display()))
-            .arg("--auth-root-authentication-method=socket")
-            .arg("--skip-test-db")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("mariadb-install-db");
-        assert!(status.success(), "mariadb-install-db failed");
-        // Another process may have won the race; either copy is fine.
-        if std::fs::rename(&scratch, &dir).is_err() {
-            let _ = std::fs::remove_dir_all(&scratch);
+        let data = scratch.join("data");
+        match flavor {
+            Flavor::MariaDb => {
+                let status = Command::new("mariadb-install-db")
+                    .arg("--no-defaults")
+                    .arg("--user=root")
+                    .arg(format!("--datadir={}", data.display()))
+                    .arg("--auth-root-authentication-method=socket")
+                    .arg("--skip-test-db")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("mariadb-install-db");
+                assert!(status.success(), "mariadb-install-db failed");
+            }
+            Flavor::Mysql => {
+                let cnf = scratch.join("init.cnf");
+                std::fs::write(
+                    &cnf,
+                    format!(
+                        "[mysqld]\n{}datadir={}\nlog-error={}\n",
+                        mysql_basics(&scratch),
+                        data.display(),
+                        scratch.join("init.log").display()
+                    ),
+                )
+                .unwrap();
+                let status = Command::new(Flavor::Mysql.server())
+                    .arg(format!("--defaults-file={}", cnf.display()))
+                    .arg("--initialize-insecure")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("mysqld --initialize-insecure");
+                assert!(
+                    status.success(),
+                    "mysqld --initialize-insecure failed: {}",
+                    std::fs::read_to_string(scratch.join("init.log")).unwrap_or_default()
+                );
+                // The server UUID: every copy must make its own.
+                std::fs::remove_file(data.join("auto.cnf")).unwrap();
+            }
         }
+        // Another process may have won the race; either copy is fine.
+        let _ = std::fs::rename(&data, &dir);
+        let _ = std::fs::remove_dir_all(&scratch);
         dir
     })
+}
+
+/// The `[mysqld]` settings the private MySQL needs wherever it runs, with small
+/// InnoDB files; `dir` holds the directory `secure-file-priv` names.
+fn mysql_basics(dir: &Path) -> String {
+    let usr = mysql_dir().join("root/usr");
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    format!(
+        "user=root\nbasedir={usr}\nlc-messages-dir={usr}/share/mysql\nplugin_dir={usr}/lib/mysql/plugin\n\
+         secure-file-priv={files}\nmysqlx=OFF\ninnodb_redo_log_capacity=8M\ninnodb_buffer_pool_size=32M\n",
+        usr = usr.display(),
+        files = files.display()
+    )
 }
 
 /// A loopback address nobody listens on at port 3306. The second octet comes from the
@@ -96,42 +241,60 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-/// One mariadbd.
+/// One mariadbd or mysqld.
 pub struct Server {
     /// The address replicas and korc use.
     pub ip: Ipv4Addr,
     /// server_id.
     pub server_id: u32,
+    /// MariaDB or MySQL.
+    pub flavor: Flavor,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl Server {
-    fn create(root: &Path, server_id: u32) -> Self {
+    fn create(root: &Path, flavor: Flavor, server_id: u32) -> Self {
         let ip = free_address();
         let dir = root.join(format!("s{server_id}"));
         std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
         let status = Command::new("cp")
             .arg("-a")
-            .arg(template())
-            .arg(dir.join("data"))
+            .arg(template(flavor))
+            .arg(&data)
             .status()
             .unwrap();
         assert!(status.success());
         let d = dir.display();
-        let cnf = format!(
+        let common = format!(
             "[client]\nsocket={d}/mysqld.sock\nuser=root\n\
-             [mariadbd]\nuser=root\ndatadir={d}/data\nsocket={d}/mysqld.sock\npid-file={d}/mysqld.pid\n\
+             [mysqld]\ndatadir={d}/data\nsocket={d}/mysqld.sock\npid-file={d}/mysqld.pid\n\
              log-error={d}/error.log\nbind-address={ip}\nport=3306\nskip-name-resolve\nserver_id={server_id}\n\
-             report_host={ip}\nlog_bin=mysql-bin\nrelay_log=relay-bin\nlog_slave_updates=ON\nbinlog_format=ROW\n\
-             gtid_strict_mode=ON\nread_only=1\nslave_net_timeout=4\nrelay_log_recovery=OFF\n\
-             innodb_buffer_pool_size=32M\ninnodb_log_file_size=16M\nperformance_schema=OFF\n\
-             max_connections=200\n"
+             report_host={ip}\nlog_bin=mysql-bin\nrelay_log=relay-bin\nread_only=ON\nrelay_log_recovery=OFF\n\
+             innodb_buffer_pool_size=32M\nperformance_schema=OFF\nmax_connections=200\n"
         );
+        let cnf = match flavor {
+            Flavor::MariaDb => {
+                common
+                    + "user=root\nlog_slave_updates=ON\nbinlog_format=ROW\ngtid_strict_mode=ON\n\
+                       slave_net_timeout=4\ninnodb_log_file_size=16M\n"
+            }
+            Flavor::Mysql => {
+                // A copy made before the template lost it would share the UUID.
+                let _ = std::fs::remove_file(data.join("auto.cnf"));
+                common
+                    + &mysql_basics(&dir)
+                    + "log_replica_updates=ON\ngtid_mode=ON\nenforce_gtid_consistency=ON\n\
+                       super_read_only=ON\nreplica_net_timeout=4\n\
+                       plugin-load-add=semisync_source.so;semisync_replica.so;mysql_clone.so\n"
+            }
+        };
         std::fs::write(dir.join("my.cnf"), cnf).unwrap();
         Self {
             ip,
             server_id,
+            flavor,
             dir,
             child: None,
         }
@@ -142,9 +305,9 @@ impl Server {
         format!("{}:3306", self.ip)
     }
 
-    /// Starts mariadbd on its datadir and waits until it accepts connections.
+    /// Starts the server on its datadir and waits until it accepts connections.
     pub fn start(&mut self) {
-        let mut cmd = Command::new("mariadbd");
+        let mut cmd = Command::new(self.flavor.server());
         cmd.arg(format!(
             "--defaults-file={}",
             self.dir.join("my.cnf").display()
@@ -152,7 +315,7 @@ impl Server {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         die_with_parent(&mut cmd);
-        self.child = Some(cmd.spawn().expect("start mariadbd"));
+        self.child = Some(cmd.spawn().expect("start the server"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect_timeout(
             &SocketAddr::from((self.ip, 3306)),
@@ -162,7 +325,8 @@ impl Server {
         {
             assert!(
                 Instant::now() < deadline,
-                "mariadbd on {} did not start: {}",
+                "{} on {} did not start: {}",
+                self.flavor.name(),
                 self.ip,
                 self.error_log()
             );
@@ -211,9 +375,9 @@ impl Server {
         run_client(self.root_client().args(["-N", "-B", "-e", sql]))
     }
 
-    /// The `mariadb` client connected as root over the socket.
+    /// The client connected as root over the socket.
     fn root_client(&self) -> Command {
-        let mut cmd = Command::new("mariadb");
+        let mut cmd = self.flavor.client();
         cmd.arg(format!(
             "--defaults-file={}",
             self.dir.join("my.cnf").display()
@@ -221,9 +385,9 @@ impl Server {
         cmd
     }
 
-    /// Runs SQL as the application user over TCP (subject to read_only).
-    pub fn app_sql(&self, sql: &str) -> Result<String, String> {
-        let mut cmd = Command::new("mariadb");
+    /// The client running `sql` as the application user over TCP, in `test`.
+    pub fn app_command(&self, sql: &str) -> Command {
+        let mut cmd = self.flavor.client();
         cmd.args([
             "--no-defaults",
             "-h",
@@ -235,47 +399,206 @@ impl Server {
         ])
         .arg(format!("-p{}", APP.1))
         .args(["--connect-timeout=2", "-N", "-B", "test", "-e", sql]);
-        run_client(&mut cmd)
+        cmd
     }
 
-    /// Points this server at `source` and starts replication.
+    /// Runs SQL as the application user over TCP (subject to read_only).
+    pub fn app_sql(&self, sql: &str) -> Result<String, String> {
+        run_client(&mut self.app_command(sql))
+    }
+
+    /// Runs SQL as root on a read-only instance too (MySQL's super_read_only stops root
+    /// as well, so it is lifted for the statement).
+    pub fn sql_despite_read_only(&self, sql: &str) -> String {
+        let sql = sql.trim().trim_end_matches(';');
+        match self.flavor {
+            Flavor::MariaDb => self.sql(sql),
+            Flavor::Mysql => {
+                let ro = self.variable("super_read_only");
+                self.sql(&format!(
+                    "SET GLOBAL super_read_only = 0; {sql}; SET GLOBAL super_read_only = {ro}"
+                ))
+            }
+        }
+    }
+
+    /// Runs SQL as root outside the binary log, on a read-only instance too.
+    pub fn unlogged_sql(&self, sql: &str) -> String {
+        self.sql_despite_read_only(&format!("SET sql_log_bin = 0; {sql}"))
+    }
+
+    /// Points this server at `source` with GTID auto-positioning and starts
+    /// replication. On MySQL the replication account authenticates with
+    /// caching_sha2_password, and the replica asks the source for its RSA key, which
+    /// works with or without TLS (korc's `CHANGE REPLICATION SOURCE TO` does the same).
     pub fn replicate_from(&self, source: &Server) {
-        self.sql(&format!(
-            "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT=3306, MASTER_USER='{}', MASTER_PASSWORD='{}', \
-             MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; START SLAVE",
-            source.ip, REPL.0, REPL.1
-        ));
+        let change = match self.flavor {
+            Flavor::MariaDb => format!(
+                "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT=3306, MASTER_USER='{}', MASTER_PASSWORD='{}', \
+                 MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+                source.ip, REPL.0, REPL.1
+            ),
+            Flavor::Mysql => format!(
+                "CHANGE REPLICATION SOURCE TO SOURCE_HOST='{}', SOURCE_PORT=3306, SOURCE_USER='{}', \
+                 SOURCE_PASSWORD='{}', SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1",
+                source.ip, REPL.0, REPL.1
+            ),
+        };
+        self.sql(&format!("STOP REPLICA; {change}; START REPLICA"));
+    }
+
+    /// Gives the replica a wrong replication password and restarts replication: its
+    /// receiver keeps failing to connect.
+    pub fn break_replication_password(&self) {
+        let change = match self.flavor {
+            Flavor::MariaDb => "CHANGE MASTER TO MASTER_PASSWORD='wrong'",
+            Flavor::Mysql => "CHANGE REPLICATION SOURCE TO SOURCE_PASSWORD='wrong'",
+        };
+        self.sql(&format!("STOP REPLICA; {change}; START REPLICA"));
+    }
+
+    /// Everything this server wrote or applied, as its GTID position (MariaDB's
+    /// `gtid_binlog_pos`, MySQL's `gtid_executed`).
+    pub fn gtid_position(&self) -> String {
+        let var = match self.flavor {
+            Flavor::MariaDb => "gtid_binlog_pos",
+            Flavor::Mysql => "gtid_executed",
+        };
+        self.sql(&format!("SELECT @@global.{var}"))
+            .replace("\\n", "")
     }
 
     /// Waits until this server has applied everything `source` has written.
     pub fn wait_caught_up(&self, source: &Server) {
-        let pos = source.sql("SELECT @@global.gtid_binlog_pos");
-        let r = self.sql(&format!("SELECT MASTER_GTID_WAIT('{pos}', 20)"));
+        let pos = source.gtid_position();
+        let wait = match self.flavor {
+            Flavor::MariaDb => format!("SELECT MASTER_GTID_WAIT('{pos}', 20)"),
+            Flavor::Mysql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET('{pos}', 20)"),
+        };
+        let r = self.sql(&wait);
         assert_eq!(
             r,
             "0",
             "{} did not catch up with {} ({pos}): {}",
             self.ip,
             source.ip,
-            self.sql("SHOW SLAVE STATUS\\G")
+            self.replica_status()
         );
     }
 
-    /// A `SHOW SLAVE STATUS` column.
-    pub fn replica_field(&self, column: &str) -> String {
-        // Column names are printed only in the vertical format without -N.
-        let out = run_client(
+    /// Whether this replica has received (not necessarily applied) all `source` wrote.
+    pub fn received_all_of(&self, source: &Server) -> bool {
+        let pos = source.gtid_position();
+        match self.flavor {
+            Flavor::MariaDb => self.received_gtids() == pos,
+            Flavor::Mysql => {
+                let query = format!(
+                    "SELECT GTID_SUBSET(GTID_SUBTRACT('{pos}', @@global.gtid_executed), '{}')",
+                    self.received_gtids()
+                );
+                self.sql(&query) == "1"
+            }
+        }
+    }
+
+    /// Waits until this replica has received all `source` wrote.
+    pub fn wait_received(&self, source: &Server) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.received_all_of(source) {
+            assert!(
+                Instant::now() < deadline,
+                "{} never received {}: {}",
+                self.ip,
+                source.gtid_position(),
+                self.replica_status()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The GTIDs the receiver got (`Gtid_IO_Pos`, `Retrieved_Gtid_Set`).
+    pub fn received_gtids(&self) -> String {
+        self.replica_field("Gtid_IO_Pos", "Retrieved_Gtid_Set")
+            .replace('\n', "")
+    }
+
+    /// The configured source host (empty when not a replica).
+    pub fn source_host(&self) -> String {
+        self.replica_field("Master_Host", "Source_Host")
+    }
+
+    /// The receiver thread's state (`Yes`, `No`, `Connecting`).
+    pub fn io_running(&self) -> String {
+        self.replica_field("Slave_IO_Running", "Replica_IO_Running")
+    }
+
+    /// The applier thread's state.
+    pub fn sql_running(&self) -> String {
+        self.replica_field("Slave_SQL_Running", "Replica_SQL_Running")
+    }
+
+    /// The prefix of GTIDs this server writes itself: MariaDB's `domain-server_id-`,
+    /// MySQL's `server_uuid:`.
+    pub fn own_gtid_prefix(&self) -> String {
+        match self.flavor {
+            Flavor::MariaDb => format!("0-{}-", self.server_id),
+            Flavor::Mysql => format!("{}:", self.sql("SELECT @@global.server_uuid")),
+        }
+    }
+
+    /// A semi-sync variable by its side and name (`source`, `enabled`):
+    /// `rpl_semi_sync_master_enabled` on MariaDB, `rpl_semi_sync_source_enabled` on MySQL.
+    pub fn semi_sync_variable(&self, side: &str, name: &str) -> String {
+        format!("rpl_semi_sync_{}_{name}", self.flavor.semi_sync_side(side))
+    }
+
+    /// A semi-sync status variable's name (`source`, `clients`).
+    pub fn semi_sync_status_name(&self, side: &str, name: &str) -> String {
+        format!("Rpl_semi_sync_{}_{name}", self.flavor.semi_sync_side(side))
+    }
+
+    /// A semi-sync status value, as `SHOW GLOBAL STATUS` gives it.
+    pub fn semi_sync_status(&self, side: &str, name: &str) -> String {
+        let name = self.semi_sync_status_name(side, name);
+        let row = self.sql(&format!("SHOW GLOBAL STATUS LIKE '{name}'"));
+        row.split('\t').nth(1).unwrap_or_default().to_string()
+    }
+
+    /// The value of a global variable.
+    pub fn variable(&self, name: &str) -> String {
+        self.sql(&format!("SELECT @@global.{name}"))
+    }
+
+    /// The whole `SHOW REPLICA STATUS`, for messages.
+    pub fn replica_status(&self) -> String {
+        run_client(
             self.root_client()
-                .args(["--vertical", "-e", "SHOW SLAVE STATUS"]),
+                .args(["--vertical", "-e", "SHOW REPLICA STATUS"]),
         )
-        .unwrap_or_default();
-        out.lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix(&format!("{column}:"))
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap_or_default()
+        .unwrap_or_default()
+    }
+
+    /// A `SHOW REPLICA STATUS` column by its MariaDB and its MySQL name.
+    fn replica_field(&self, mariadb: &str, mysql: &str) -> String {
+        let column = match self.flavor {
+            Flavor::MariaDb => mariadb,
+            Flavor::Mysql => mysql,
+        };
+        // Column names are printed only in the vertical format without -N; MySQL
+        // continues a GTID set on the next lines.
+        let status = self.replica_status();
+        let mut lines = status.lines();
+        let Some(first) = lines
+            .by_ref()
+            .find_map(|l| l.trim().strip_prefix(&format!("{column}:")))
+        else {
+            return String::new();
+        };
+        let mut value = first.trim().to_string();
+        for l in lines.take_while(|l| !l.contains(": ") && !l.trim_end().ends_with(':')) {
+            value.push_str(l.trim());
+        }
+        value
     }
 }
 
@@ -290,7 +613,7 @@ impl Drop for Server {
 fn run_client(cmd: &mut Command) -> Result<String, String> {
     let out = cmd
         .output()
-        .map_err(|e| format!("cannot run the mariadb client: {e}"))?;
+        .map_err(|e| format!("cannot run the client: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -306,10 +629,10 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// `n` servers: the first a writable primary with korc's, the replication and the
-    /// application accounts and a `test` database; the others replicating from it with
-    /// GTID, caught up.
-    pub fn replication(n: usize) -> Self {
+    /// `n` servers of `flavor`, each with korc's accounts as korc provisions them: the
+    /// first a writable primary with the application account and a `test` database;
+    /// the others replicating from it with GTID, caught up.
+    pub fn replication(flavor: Flavor, n: usize) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("korc-sandbox-")
             .tempdir()
@@ -320,7 +643,7 @@ impl Sandbox {
             let handles: Vec<_> = (1..=n as u32)
                 .map(|id| {
                     let root = dir.path().to_path_buf();
-                    scope.spawn(move || Server::create(&root, id))
+                    scope.spawn(move || Server::create(&root, flavor, id))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -328,17 +651,32 @@ impl Sandbox {
         for s in &mut servers {
             s.start();
         }
+        let passwords = korc::provisioning::Passwords {
+            root: String::new(),
+            operator: ADMIN.1.into(),
+            replication: REPL.1.into(),
+            monitor: "monitor-pw".into(),
+        };
+        let provisioning_flavor = match flavor {
+            Flavor::MariaDb => korc::provisioning::Flavor::Mariadb,
+            Flavor::Mysql => korc::provisioning::Flavor::Mysql,
+        };
+        let accounts = korc::provisioning::init_sql(provisioning_flavor, &passwords);
+        for s in &servers {
+            s.unlogged_sql(&accounts);
+        }
         let sb = Self { servers, _dir: dir };
         let primary = &sb.servers[0];
+        let writable = match flavor {
+            Flavor::MariaDb => "SET GLOBAL read_only = 0",
+            Flavor::Mysql => "SET GLOBAL super_read_only = 0; SET GLOBAL read_only = 0",
+        };
         primary.sql(&format!(
-            "CREATE USER '{a}'@'%' IDENTIFIED BY '{ap}'; GRANT ALL PRIVILEGES ON *.* TO '{a}'@'%' WITH GRANT OPTION; \
-             CREATE USER '{r}'@'%' IDENTIFIED BY '{rp}'; \
-             GRANT REPLICATION SLAVE, REPLICATION CLIENT, SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{r}'@'%'; \
-             CREATE DATABASE test; CREATE USER '{u}'@'%' IDENTIFIED BY '{up}'; \
+            "{writable}; CREATE DATABASE test; CREATE USER '{u}'@'%' IDENTIFIED BY '{up}'; \
              GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON test.* TO '{u}'@'%'; \
-             CREATE TABLE test.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(64)); \
-             SET GLOBAL read_only = 0",
-            a = ADMIN.0, ap = ADMIN.1, r = REPL.0, rp = REPL.1, u = APP.0, up = APP.1
+             CREATE TABLE test.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(64))",
+            u = APP.0,
+            up = APP.1
         ));
         for replica in &sb.servers[1..] {
             replica.replicate_from(primary);
@@ -364,6 +702,15 @@ impl Sandbox {
             .iter()
             .find(|s| s.key() == key)
             .unwrap_or_else(|| panic!("no server {key}"))
+    }
+}
+
+/// Waits until `f` holds, at most `secs` seconds; `what` says what was awaited.
+pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -812,6 +812,41 @@ fn intermediate_master_errant_is_reported_on_it_and_on_its_source() {
 }
 
 #[test]
+fn mysql_replica_ahead_of_its_semi_sync_source_by_the_source_own_transaction_is_not_errant() {
+    let (src, own) = (
+        "3e11fa47-71ca-11e1-9e33-c80aa9429562",
+        "4f22ab58-82db-22f2-8f44-d91bb8530673",
+    );
+    let mysql = |mut i: Instance, uuid: &str, executed: String| {
+        i.flavor = Some(Flavor::Mysql);
+        i.version = Some("9.7.4".into());
+        i.server_uuid = Some(uuid.into());
+        i.gtid = Default::default();
+        i.gtid.executed = executed;
+        i
+    };
+    let code = |list: &[Instance], key: &str| {
+        analyze(list, &Policy::default(), 0)
+            .into_iter()
+            .find(|a| a.instance.to_string() == key)
+            .map(|a| a.code)
+    };
+    // The source's sixth transaction waits for an acknowledgement (AFTER_SYNC): the
+    // replica applied it before the source committed it.
+    let source = mysql(m("m:1"), src, format!("{src}:1-5"));
+    let replica = |executed| mysql(r("a:1", "m:1"), own, executed);
+    let list = [source.clone(), replica(format!("{src}:1-6"))];
+    assert_eq!(
+        code(&list, "a:1"),
+        None,
+        "{:#?}",
+        analyze(&list, &Policy::default(), 0)
+    );
+    let list = [source, replica(format!("{src}:1-6,{own}:1"))];
+    assert_eq!(code(&list, "a:1"), Some(ErrantGTIDDetected));
+}
+
+#[test]
 fn a_source_outside_the_cluster_is_a_warning_under_another_code() {
     let list = [
         m("m:1"),

@@ -1,6 +1,6 @@
 //! The executor and the recovery functions over a recording fake of [`Replication`]:
 //! which statements run in which order, what the guard sees, and how a failure or a
-//! refusal ends the record. The real-server behaviour is in `tests/recovery_on_mariadb.rs`.
+//! refusal ends the record. The real-server behaviour is in `tests/recovery_on_servers.rs`.
 
 use super::*;
 use crate::topology::Result as SqlResult;

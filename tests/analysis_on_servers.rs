@@ -1,8 +1,23 @@
-//! orchestrator's analysis on real MariaDB servers: healthy, broken and hung topologies.
+//! orchestrator's analysis on real MariaDB and MySQL servers: healthy, broken and hung
+//! topologies.
 
+#[macro_use]
 mod support;
 
-use support::{Proxy, Sandbox, code_of, korc, korc_json};
+use support::{Flavor, Proxy, Sandbox, code_of, korc, korc_json};
+
+on_both_flavors!(
+    healthy_one_primary_three_replicas_is_no_problem,
+    replica_problems_each_get_their_code,
+    killed_primary_is_dead_master,
+    korc_cut_from_the_primary_while_replicas_replicate_is_unreachable_master_and_no_failover,
+    semi_sync_primary_without_acknowledging_replica_is_locked,
+    snapshot_replays_offline_and_state_remembers_roles,
+    sources_outside_the_cluster_are_reported,
+    replica_reset_to_replicate_from_nothing_is_a_detached_replica,
+    intermediate_master_with_an_errant_write_is_errant_gtid_detected,
+    replicas_replicating_from_each_other_beside_the_primary_are_a_ring,
+);
 
 fn analyze(sb: &Sandbox) -> (i32, serde_json::Value) {
     korc_json(&[
@@ -14,9 +29,8 @@ fn analyze(sb: &Sandbox) -> (i32, serde_json::Value) {
     ])
 }
 
-#[test]
-fn healthy_one_primary_three_replicas_is_no_problem() {
-    let sb = Sandbox::replication(4);
+fn healthy_one_primary_three_replicas_is_no_problem(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 4);
     let (code, doc) = analyze(&sb);
     assert_eq!(code, 0, "{doc:#}");
     let primary = sb.servers[0].key();
@@ -33,13 +47,12 @@ fn healthy_one_primary_three_replicas_is_no_problem() {
     assert!(
         instances
             .iter()
-            .all(|i| i["reachable"] == true && i["flavor"] == "mariadb")
+            .all(|i| i["reachable"] == true && i["flavor"] == flavor.name())
     );
 }
 
-#[test]
-fn replica_problems_each_get_their_code() {
-    let sb = Sandbox::replication(4);
+fn replica_problems_each_get_their_code(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 4);
     let [p, a, b, c] = [
         &sb.servers[0],
         &sb.servers[1],
@@ -47,7 +60,7 @@ fn replica_problems_each_get_their_code() {
         &sb.servers[3],
     ];
 
-    a.sql("STOP SLAVE SQL_THREAD");
+    a.sql("STOP REPLICA SQL_THREAD");
     let (code, doc) = analyze(&sb);
     assert_eq!(code, 3);
     assert_eq!(
@@ -57,7 +70,7 @@ fn replica_problems_each_get_their_code() {
     );
 
     // A broken IO thread: wrong credentials, the replica keeps failing to connect.
-    b.sql("STOP SLAVE; CHANGE MASTER TO MASTER_PASSWORD='wrong'; START SLAVE");
+    b.break_replication_password();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let (_, doc) = analyze(&sb);
     assert_eq!(
@@ -93,7 +106,7 @@ fn replica_problems_each_get_their_code() {
         entry["errantGtids"]
             .as_str()
             .unwrap()
-            .starts_with(&format!("0-{}-", c.server_id)),
+            .starts_with(&c.own_gtid_prefix()),
         "{entry:#}"
     );
     let primary = doc["analysis"]
@@ -111,8 +124,8 @@ fn replica_problems_each_get_their_code() {
         "{primary:#}"
     );
 
-    b.sql("STOP SLAVE");
-    c.sql("STOP SLAVE");
+    b.sql("STOP REPLICA");
+    c.sql("STOP REPLICA");
     let (_, doc) = analyze(&sb);
     assert_eq!(
         code_of(&doc, &p.key()).as_deref(),
@@ -121,9 +134,8 @@ fn replica_problems_each_get_their_code() {
     );
 }
 
-#[test]
-fn killed_primary_is_dead_master() {
-    let mut sb = Sandbox::replication(3);
+fn killed_primary_is_dead_master(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 3);
     sb.servers[0].kill9();
     std::thread::sleep(std::time::Duration::from_millis(100));
     let (code, doc) = analyze(&sb);
@@ -146,9 +158,10 @@ fn killed_primary_is_dead_master() {
     assert_eq!(a["evidence"]["replicasFailingToConnect"], 2);
 }
 
-#[test]
-fn korc_cut_from_the_primary_while_replicas_replicate_is_unreachable_master_and_no_failover() {
-    let sb = Sandbox::replication(3);
+fn korc_cut_from_the_primary_while_replicas_replicate_is_unreachable_master_and_no_failover(
+    flavor: Flavor,
+) {
+    let sb = Sandbox::replication(flavor, 3);
     let primary = &sb.servers[0];
     let proxy = Proxy::start(format!("{}:3306", primary.ip).parse().unwrap());
     let connect = format!("{}={}", primary.key(), proxy.key());
@@ -201,36 +214,31 @@ fn korc_cut_from_the_primary_while_replicas_replicate_is_unreachable_master_and_
         .unwrap();
     for r in &sb.servers[1..] {
         r.wait_caught_up(primary);
-        assert_eq!(r.replica_field("Master_Host"), primary.ip.to_string());
+        assert_eq!(r.source_host(), primary.ip.to_string());
     }
 }
 
-#[test]
-fn semi_sync_primary_without_acknowledging_replica_is_locked() {
-    let sb = Sandbox::replication(2);
+fn semi_sync_primary_without_acknowledging_replica_is_locked(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 2);
     let (p, r) = (&sb.servers[0], &sb.servers[1]);
-    p.sql("SET GLOBAL rpl_semi_sync_master_enabled = 1; SET GLOBAL rpl_semi_sync_master_timeout = 4294967295");
-    r.sql(
-        "SET GLOBAL rpl_semi_sync_slave_enabled = 1; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD",
-    );
+    p.sql(&format!(
+        "SET GLOBAL {} = 1; SET GLOBAL {} = 4294967295",
+        p.semi_sync_variable("source", "enabled"),
+        p.semi_sync_variable("source", "timeout")
+    ));
+    r.sql(&format!(
+        "SET GLOBAL {} = 1; STOP REPLICA IO_THREAD; START REPLICA IO_THREAD",
+        r.semi_sync_variable("replica", "enabled")
+    ));
+    support::wait_until(5, "the replica acknowledges", || {
+        p.semi_sync_status("source", "clients") == "1"
+    });
     p.app_sql("INSERT INTO t (v) VALUES ('acknowledged')")
         .unwrap();
-    r.sql("STOP SLAVE");
+    r.sql("STOP REPLICA");
     // This write waits for an acknowledgement that cannot come.
-    let blocked_ip = p.ip;
-    std::thread::spawn(move || {
-        let _ = std::process::Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "-h",
-                &blocked_ip.to_string(),
-                "-u",
-                support::APP.0,
-            ])
-            .arg(format!("-p{}", support::APP.1))
-            .args(["test", "-e", "INSERT INTO t (v) VALUES ('blocked')"])
-            .output();
-    });
+    let mut blocked = p.app_command("INSERT INTO t (v) VALUES ('blocked')");
+    std::thread::spawn(move || blocked.output());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let (_, doc) = analyze(&sb);
@@ -254,9 +262,8 @@ fn semi_sync_primary_without_acknowledging_replica_is_locked() {
     }
 }
 
-#[test]
-fn snapshot_replays_offline_and_state_remembers_roles() {
-    let mut sb = Sandbox::replication(3);
+fn snapshot_replays_offline_and_state_remembers_roles(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 3);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let state_arg = state.to_str().unwrap();
@@ -318,9 +325,8 @@ fn snapshot_replays_offline_and_state_remembers_roles() {
     );
 }
 
-#[test]
-fn sources_outside_the_cluster_are_reported() {
-    let sb = Sandbox::replication(4);
+fn sources_outside_the_cluster_are_reported(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 4);
     let [p, a, b, x] = [
         &sb.servers[0],
         &sb.servers[1],
@@ -329,7 +335,6 @@ fn sources_outside_the_cluster_are_reported() {
     ];
     // b replicates from a. Handed only a and b, korc sees a cluster whose top, a,
     // replicates from p outside it.
-    b.sql("STOP SLAVE");
     b.replicate_from(a);
     b.wait_caught_up(a);
     let (code, doc) = korc_json(&[
@@ -347,7 +352,6 @@ fn sources_outside_the_cluster_are_reported() {
     );
 
     // The cluster is p, a and b; a (with b under it) replicates from x, outside it.
-    a.sql("STOP SLAVE");
     a.replicate_from(x);
     a.wait_caught_up(x);
     let (code, doc) = korc_json(&[
@@ -366,11 +370,10 @@ fn sources_outside_the_cluster_are_reported() {
     assert_eq!(code_of(&doc, &p.key()).as_deref(), Some("NoProblem"));
 }
 
-#[test]
-fn replica_reset_to_replicate_from_nothing_is_a_detached_replica() {
-    let sb = Sandbox::replication(3);
+fn replica_reset_to_replicate_from_nothing_is_a_detached_replica(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 3);
     let (p, c) = (&sb.servers[0], &sb.servers[2]);
-    c.sql("STOP SLAVE; RESET SLAVE ALL");
+    c.sql("STOP REPLICA; RESET REPLICA ALL");
     let (code, doc) = analyze(&sb);
     assert_eq!(code, 3, "{doc:#}");
     assert_eq!(
@@ -381,14 +384,12 @@ fn replica_reset_to_replicate_from_nothing_is_a_detached_replica() {
     assert_eq!(code_of(&doc, &p.key()).as_deref(), Some("NoProblem"));
 }
 
-#[test]
-fn intermediate_master_with_an_errant_write_is_errant_gtid_detected() {
-    let sb = Sandbox::replication(3);
+fn intermediate_master_with_an_errant_write_is_errant_gtid_detected(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 3);
     let [p, im, r] = [&sb.servers[0], &sb.servers[1], &sb.servers[2]];
-    r.sql("STOP SLAVE");
     r.replicate_from(im);
     r.wait_caught_up(im);
-    im.sql("INSERT INTO test.t (v) VALUES ('errant on the intermediate master')");
+    im.sql_despite_read_only("INSERT INTO test.t (v) VALUES ('errant on the intermediate master')");
     r.wait_caught_up(im);
     let (code, doc) = analyze(&sb);
     assert_eq!(code, 3, "{doc:#}");
@@ -409,7 +410,7 @@ fn intermediate_master_with_an_errant_write_is_errant_gtid_detected() {
     assert!(
         errant
             .as_str()
-            .is_some_and(|e| e.starts_with(&format!("0-{}-", im.server_id))),
+            .is_some_and(|e| e.starts_with(&im.own_gtid_prefix())),
         "{errant}"
     );
     let primary = entry(p.key()).unwrap();
@@ -424,12 +425,9 @@ fn intermediate_master_with_an_errant_write_is_errant_gtid_detected() {
     assert_eq!(code_of(&doc, &r.key()), None, "{doc:#}");
 }
 
-#[test]
-fn replicas_replicating_from_each_other_beside_the_primary_are_a_ring() {
-    let sb = Sandbox::replication(4);
+fn replicas_replicating_from_each_other_beside_the_primary_are_a_ring(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 4);
     let [p, a, b] = [&sb.servers[0], &sb.servers[1], &sb.servers[2]];
-    a.sql("STOP SLAVE");
-    b.sql("STOP SLAVE");
     a.replicate_from(b);
     b.replicate_from(a);
     let (code, doc) = analyze(&sb);

@@ -1,19 +1,30 @@
-//! Dry runs against real MariaDB servers: the plan names the right candidate and steps,
-//! and afterwards nothing changed on any server.
+//! Dry runs against real MariaDB and MySQL servers: the plan names the right candidate
+//! and steps, and afterwards nothing changed on any server.
 
+#[macro_use]
 mod support;
 
 use serde_json::Value;
-use support::{Sandbox, Server, korc, korc_json};
+use support::{Flavor, Sandbox, Server, korc, korc_json};
+
+on_both_flavors!(
+    a_dry_run_after_a_crash_names_the_candidate_and_changes_nothing,
+    switchover_dry_runs_change_nothing_and_refuse_an_excluded_target,
+);
 
 /// What a dry run must leave as it found it, per server: the replication threads,
-/// `read_only` and the source.
-fn replication_state(s: &Server) -> [String; 4] {
+/// `read_only` (and MySQL's `super_read_only`) and the source.
+fn replication_state(s: &Server) -> [String; 5] {
+    let super_read_only = match s.flavor {
+        Flavor::MariaDb => String::new(),
+        Flavor::Mysql => s.variable("super_read_only"),
+    };
     [
-        s.replica_field("Slave_IO_Running"),
-        s.replica_field("Slave_SQL_Running"),
-        s.replica_field("Master_Host"),
-        s.sql("SELECT @@global.read_only"),
+        s.io_running(),
+        s.sql_running(),
+        s.source_host(),
+        s.variable("read_only"),
+        super_read_only,
     ]
 }
 
@@ -39,16 +50,15 @@ fn steps(doc: &Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_dry_run_after_a_crash_names_the_candidate_and_changes_nothing() {
-    let mut sb = Sandbox::replication(3);
+fn a_dry_run_after_a_crash_names_the_candidate_and_changes_nothing(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 3);
     let [m, a, b] = [0, 1, 2].map(|i| sb.servers[i].key());
     write_rows(&sb.servers[0], "early", 20);
     for r in &sb.servers[1..] {
         r.wait_caught_up(&sb.servers[0]);
     }
     // b stops receiving: a receives the last writes and is the only right candidate.
-    sb.servers[2].sql("STOP SLAVE IO_THREAD");
+    sb.servers[2].sql("STOP REPLICA IO_THREAD");
     write_rows(&sb.servers[0], "late", 20);
     sb.servers[1].wait_caught_up(&sb.servers[0]);
     sb.servers[0].kill9();
@@ -100,9 +110,8 @@ fn a_dry_run_after_a_crash_names_the_candidate_and_changes_nothing() {
     assert_eq!(rec["successor"], a.as_str());
 }
 
-#[test]
-fn switchover_dry_runs_change_nothing_and_refuse_an_excluded_target() {
-    let sb = Sandbox::replication(3);
+fn switchover_dry_runs_change_nothing_and_refuse_an_excluded_target(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 3);
     let [m, a, b] = [0, 1, 2].map(|i| sb.servers[i].key());
     let instances = sb.instances();
     let before: Vec<_> = sb.servers.iter().map(replication_state).collect();
@@ -112,7 +121,7 @@ fn switchover_dry_runs_change_nothing_and_refuse_an_excluded_target() {
     assert_eq!(d["failed"], m.as_str());
     assert_eq!(
         d["successor"],
-        a.as_str(),
+        a.as_str().min(b.as_str()),
         "equal replicas: the first by address"
     );
     assert_eq!(steps(&d)[0], format!("setReadOnly {m}"));

@@ -1,6 +1,7 @@
-//! Crash failover and graceful takeover on real MariaDB servers, through the korc CLI
-//! (and the library, where a recovery must be interrupted between two steps).
+//! Crash failover and graceful takeover on real MariaDB and MySQL servers, through the
+//! korc CLI (and the library, where a recovery must be interrupted between two steps).
 
+#[macro_use]
 mod support;
 
 use futures::future::BoxFuture;
@@ -16,8 +17,25 @@ use korc::topology::recovery::{
 use korc::topology::session::{Connector, Credentials};
 use serde_json::Value;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use support::{Sandbox, Server, korc, korc_json};
+use std::time::Duration;
+use support::{Flavor, Sandbox, Server, korc, korc_json};
+
+on_both_flavors!(
+    crash_promotes_the_most_received_replica_then_hands_over_to_the_preferred_one,
+    dead_master_and_some_replicas,
+    must_not_and_downtimed_replicas_are_never_promoted_even_when_ahead,
+    cross_data_center_promotion_is_refused,
+    graceful_takeover_to_named_and_automatic_targets_loses_nothing,
+    takeover_whose_target_cannot_catch_up_rolls_back,
+    recover_on_a_healthy_cluster_does_nothing,
+    dead_intermediate_master_replicas_move_up,
+    a_candidate_that_cannot_apply_what_it_received_is_never_promoted,
+    a_stalled_applier_fails_the_recovery_and_a_later_one_loses_nothing,
+    a_failed_catch_up_from_a_donor_aborts_instead_of_dropping_its_transactions;
+    async:
+    a_recovery_interrupted_after_the_promotion_is_completed_by_the_next_cli_run,
+    a_recovery_interrupted_after_the_promotion_is_completed_onto_the_hinted_successor,
+);
 
 /// Writes `n` rows through the application account.
 fn write_rows(server: &Server, tag: &str, n: usize) {
@@ -29,20 +47,6 @@ fn write_rows(server: &Server, tag: &str, n: usize) {
 
 fn row_count(server: &Server) -> usize {
     server.sql("SELECT COUNT(*) FROM test.t").parse().unwrap()
-}
-
-/// Waits until `replica` has received (not necessarily applied) all `source` wrote.
-fn wait_received(replica: &Server, source: &Server) {
-    let pos = source.sql("SELECT @@global.gtid_binlog_pos");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while replica.replica_field("Gtid_IO_Pos") != pos {
-        assert!(
-            Instant::now() < deadline,
-            "{} never received {pos}",
-            replica.ip
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn recover(sb: &Sandbox, extra: &[&str]) -> (i32, Value) {
@@ -62,9 +66,8 @@ fn steps(record: &Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn crash_promotes_the_most_received_replica_then_hands_over_to_the_preferred_one() {
-    let mut sb = Sandbox::replication(4);
+fn crash_promotes_the_most_received_replica_then_hands_over_to_the_preferred_one(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 4);
     let [a, b, c] = [1, 2, 3].map(|i| sb.servers[i].key());
     write_rows(&sb.servers[0], "early", 50);
     for r in &sb.servers[1..] {
@@ -72,11 +75,11 @@ fn crash_promotes_the_most_received_replica_then_hands_over_to_the_preferred_one
     }
     // b is preferred but misses the next writes; a receives them without applying
     // them (its relay log must be applied before promotion); c is prefer_not.
-    sb.servers[2].sql("STOP SLAVE IO_THREAD");
-    sb.servers[1].sql("STOP SLAVE SQL_THREAD");
+    sb.servers[2].sql("STOP REPLICA IO_THREAD");
+    sb.servers[1].sql("STOP REPLICA SQL_THREAD");
     write_rows(&sb.servers[0], "late", 200);
-    wait_received(&sb.servers[1], &sb.servers[0]);
-    wait_received(&sb.servers[3], &sb.servers[0]);
+    sb.servers[1].wait_received(&sb.servers[0]);
+    sb.servers[3].wait_received(&sb.servers[0]);
     sb.servers[0].kill9();
 
     let (code, rec) = recover(
@@ -114,13 +117,12 @@ fn crash_promotes_the_most_received_replica_then_hands_over_to_the_preferred_one
         let r = sb.by_key(k);
         r.wait_caught_up(successor);
         assert_eq!(row_count(r), 260);
-        assert_eq!(r.sql("SELECT @@global.read_only"), "1");
+        assert_fenced(r);
     }
 }
 
-#[test]
-fn dead_master_and_some_replicas() {
-    let mut sb = Sandbox::replication(4);
+fn dead_master_and_some_replicas(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 4);
     write_rows(&sb.servers[0], "x", 20);
     for r in &sb.servers[1..] {
         r.wait_caught_up(&sb.servers[0]);
@@ -142,16 +144,15 @@ fn dead_master_and_some_replicas() {
     assert_eq!(row_count(other), 21);
 }
 
-#[test]
-fn must_not_and_downtimed_replicas_are_never_promoted_even_when_ahead() {
-    let mut sb = Sandbox::replication(4);
+fn must_not_and_downtimed_replicas_are_never_promoted_even_when_ahead(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 4);
     let [a, b, c] = [1, 2, 3].map(|i| sb.servers[i].key());
     write_rows(&sb.servers[0], "early", 10);
     for r in &sb.servers[1..] {
         r.wait_caught_up(&sb.servers[0]);
     }
     // a (must_not) and b (downtimed) receive the late writes, c does not.
-    sb.servers[3].sql("STOP SLAVE IO_THREAD");
+    sb.servers[3].sql("STOP REPLICA IO_THREAD");
     write_rows(&sb.servers[0], "late", 30);
     sb.servers[1].wait_caught_up(&sb.servers[0]);
     sb.servers[2].wait_caught_up(&sb.servers[0]);
@@ -179,9 +180,8 @@ fn must_not_and_downtimed_replicas_are_never_promoted_even_when_ahead() {
     );
 }
 
-#[test]
-fn cross_data_center_promotion_is_refused() {
-    let mut sb = Sandbox::replication(3);
+fn cross_data_center_promotion_is_refused(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 3);
     let [p, a, b] = [0, 1, 2].map(|i| sb.servers[i].key());
     sb.servers[0].kill9();
     let dcs = [
@@ -224,9 +224,8 @@ fn cross_data_center_promotion_is_refused() {
     assert_eq!(rec["successor"], b);
 }
 
-#[test]
-fn graceful_takeover_to_named_and_automatic_targets_loses_nothing() {
-    let sb = Sandbox::replication(3);
+fn graceful_takeover_to_named_and_automatic_targets_loses_nothing(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 3);
     let [p, a, b] = [0, 1, 2].map(|i| sb.servers[i].key());
     write_rows(sb.by_key(&p), "before", 100);
 
@@ -234,14 +233,14 @@ fn graceful_takeover_to_named_and_automatic_targets_loses_nothing() {
     assert_eq!(code, 0, "{rec:#}");
     assert_eq!(rec["successor"], b);
     let new_primary = sb.by_key(&b);
-    assert_eq!(new_primary.sql("SELECT @@global.read_only"), "0");
-    assert_eq!(sb.by_key(&p).sql("SELECT @@global.read_only"), "1");
+    assert_writable(new_primary);
+    assert_fenced(sb.by_key(&p));
     write_rows(new_primary, "after", 10);
     for k in [&p, &a] {
         let s = sb.by_key(k);
         s.wait_caught_up(new_primary);
         assert_eq!(row_count(s), 110);
-        assert_eq!(s.replica_field("Master_Host"), new_primary.ip.to_string());
+        assert_eq!(s.source_host(), new_primary.ip.to_string());
     }
 
     let (code, rec) = korc_json(&["switchover", "--instances", &sb.instances()]);
@@ -265,11 +264,10 @@ fn graceful_takeover_to_named_and_automatic_targets_loses_nothing() {
     assert_eq!(code, 0, "healthy after two switchovers");
 }
 
-#[test]
-fn takeover_whose_target_cannot_catch_up_rolls_back() {
-    let sb = Sandbox::replication(3);
+fn takeover_whose_target_cannot_catch_up_rolls_back(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 3);
     let [p, _, b] = [0, 1, 2].map(|i| sb.servers[i].key());
-    sb.by_key(&b).sql("STOP SLAVE IO_THREAD");
+    sb.by_key(&b).sql("STOP REPLICA IO_THREAD");
     write_rows(sb.by_key(&p), "unseen", 5);
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.json");
@@ -287,30 +285,23 @@ fn takeover_whose_target_cannot_catch_up_rolls_back() {
     assert_eq!(rec["outcome"], "rolledBack");
     assert!(steps(&rec).contains(&"rollback".to_string()));
     let old = sb.by_key(&p);
-    assert_eq!(
-        old.sql("SELECT @@global.read_only"),
-        "0",
-        "the old primary is writable again"
-    );
+    assert_writable(old);
     write_rows(old, "still-primary", 1);
-    assert_eq!(sb.by_key(&b).sql("SELECT @@global.read_only"), "1");
+    assert_fenced(sb.by_key(&b));
 }
 
-#[test]
-fn recover_on_a_healthy_cluster_does_nothing() {
-    let sb = Sandbox::replication(2);
+fn recover_on_a_healthy_cluster_does_nothing(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 2);
     let (code, out, _) = korc(&["recover", "--instances", &sb.instances()]);
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("nothingToDo"));
 }
 
-#[test]
-fn dead_intermediate_master_replicas_move_up() {
-    let mut sb = Sandbox::replication(4);
+fn dead_intermediate_master_replicas_move_up(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 4);
     // primary <- im <- (a, b)
     let (p, im) = (sb.servers[0].key(), sb.servers[1].key());
     for r in &sb.servers[2..] {
-        r.sql("STOP SLAVE");
         r.replicate_from(&sb.servers[1]);
     }
     write_rows(&sb.servers[0], "before", 10);
@@ -331,20 +322,45 @@ fn dead_intermediate_master_replicas_move_up() {
     for r in &sb.servers[2..] {
         r.wait_caught_up(&sb.servers[0]);
         assert_eq!(row_count(r), 15);
-        assert_eq!(r.replica_field("Master_Host"), sb.servers[0].ip.to_string());
+        assert_eq!(r.source_host(), sb.servers[0].ip.to_string());
     }
 }
 
 /// Makes `replica` unable to apply what `source` writes next: a row with the id the
 /// source is about to use, written on the replica alone (outside its binary log).
 fn plant_conflict(replica: &Server, id: u32) {
-    replica.sql(&format!(
-        "SET sql_log_bin = 0; INSERT INTO test.t (id, v) VALUES ({id}, 'conflict')"
+    replica.unlogged_sql(&format!(
+        "INSERT INTO test.t (id, v) VALUES ({id}, 'conflict')"
     ));
 }
 
 fn read_only(server: &Server) -> String {
     server.sql("SELECT @@global.read_only")
+}
+
+/// Nobody writes to `s`: the application is refused by `read_only`, and on MySQL root
+/// too, by `super_read_only`.
+fn assert_fenced(s: &Server) {
+    assert_eq!(read_only(s), "1", "{} is read-only", s.key());
+    assert!(
+        s.app_sql("INSERT INTO t (v) VALUES ('on a fenced instance')")
+            .is_err()
+    );
+    if s.flavor == Flavor::Mysql {
+        assert_eq!(s.variable("super_read_only"), "1", "{}", s.key());
+        let refused = s
+            .try_sql("INSERT INTO test.t (v) VALUES ('root on a fenced instance')")
+            .unwrap_err();
+        assert!(refused.contains("super-read-only"), "{refused}");
+    }
+}
+
+/// `s` takes writes: neither `read_only` nor MySQL's `super_read_only` is on.
+fn assert_writable(s: &Server) {
+    assert_eq!(read_only(s), "0", "{} is writable", s.key());
+    if s.flavor == Flavor::Mysql {
+        assert_eq!(s.variable("super_read_only"), "0", "{}", s.key());
+    }
 }
 
 fn policy_file(dir: &tempfile::TempDir, json: &str) -> String {
@@ -353,9 +369,8 @@ fn policy_file(dir: &tempfile::TempDir, json: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-#[test]
-fn a_candidate_that_cannot_apply_what_it_received_is_never_promoted() {
-    let mut sb = Sandbox::replication(3);
+fn a_candidate_that_cannot_apply_what_it_received_is_never_promoted(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 3);
     write_rows(&sb.servers[0], "early", 10);
     for r in &sb.servers[1..] {
         r.wait_caught_up(&sb.servers[0]);
@@ -363,15 +378,15 @@ fn a_candidate_that_cannot_apply_what_it_received_is_never_promoted() {
     // a receives the late writes but its applier will stop on the first of them; b
     // misses them, so a is the most advanced and the candidate.
     let a = &sb.servers[1];
-    sb.servers[2].sql("STOP SLAVE IO_THREAD");
-    a.sql("STOP SLAVE SQL_THREAD");
+    sb.servers[2].sql("STOP REPLICA IO_THREAD");
+    a.sql("STOP REPLICA SQL_THREAD");
     plant_conflict(a, 1000);
     sb.servers[0]
         .app_sql("INSERT INTO t (id, v) VALUES (1000, 'late')")
         .unwrap();
     write_rows(&sb.servers[0], "late", 5);
-    wait_received(a, &sb.servers[0]);
-    let received = a.replica_field("Gtid_IO_Pos");
+    a.wait_received(&sb.servers[0]);
+    let received = a.received_gtids();
     sb.servers[0].kill9();
     let a = &sb.servers[1];
 
@@ -390,20 +405,19 @@ fn a_candidate_that_cannot_apply_what_it_received_is_never_promoted() {
         assert_eq!(read_only(s), "1", "nothing was made writable");
     }
     assert_eq!(
-        a.replica_field("Gtid_IO_Pos"),
+        a.received_gtids(),
         received,
         "a still holds what it received"
     );
 }
 
-#[test]
-fn a_stalled_applier_fails_the_recovery_and_a_later_one_loses_nothing() {
-    let mut sb = Sandbox::replication(3);
+fn a_stalled_applier_fails_the_recovery_and_a_later_one_loses_nothing(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 3);
     write_rows(&sb.servers[0], "early", 10);
     for r in &sb.servers[1..] {
         r.wait_caught_up(&sb.servers[0]);
     }
-    sb.servers[2].sql("STOP SLAVE IO_THREAD");
+    sb.servers[2].sql("STOP REPLICA IO_THREAD");
     let dir = tempfile::tempdir().unwrap();
     let policy = policy_file(&dir, r#"{"relayLogApplyTimeoutMs": 1000}"#);
     let instances = sb.instances();
@@ -416,7 +430,7 @@ fn a_stalled_applier_fails_the_recovery_and_a_later_one_loses_nothing() {
         scope.spawn(|| a.sql("LOCK TABLES test.t READ; DO SLEEP(5)"));
         std::thread::sleep(Duration::from_millis(300));
         write_rows(primary, "late", 20);
-        wait_received(a, primary);
+        a.wait_received(primary);
         primary.kill9();
         let (code, rec) = korc_json(&args);
         assert_eq!(code, 5, "{rec:#}");
@@ -440,9 +454,8 @@ fn a_stalled_applier_fails_the_recovery_and_a_later_one_loses_nothing() {
     assert_eq!(row_count(&sb.servers[2]), 30);
 }
 
-#[test]
-fn a_failed_catch_up_from_a_donor_aborts_instead_of_dropping_its_transactions() {
-    let mut sb = Sandbox::replication(3);
+fn a_failed_catch_up_from_a_donor_aborts_instead_of_dropping_its_transactions(flavor: Flavor) {
+    let mut sb = Sandbox::replication(flavor, 3);
     let (x, b) = (sb.servers[1].key(), sb.servers[2].key());
     write_rows(&sb.servers[0], "early", 10);
     for r in &sb.servers[1..] {
@@ -450,13 +463,13 @@ fn a_failed_catch_up_from_a_donor_aborts_instead_of_dropping_its_transactions() 
     }
     // x (must_not) alone receives the late writes and cannot apply them: the
     // candidate b cannot get them from it.
-    sb.servers[2].sql("STOP SLAVE IO_THREAD");
-    sb.servers[1].sql("STOP SLAVE SQL_THREAD");
+    sb.servers[2].sql("STOP REPLICA IO_THREAD");
+    sb.servers[1].sql("STOP REPLICA SQL_THREAD");
     plant_conflict(&sb.servers[1], 1000);
     sb.servers[0]
         .app_sql("INSERT INTO t (id, v) VALUES (1000, 'late')")
         .unwrap();
-    wait_received(&sb.servers[1], &sb.servers[0]);
+    sb.servers[1].wait_received(&sb.servers[0]);
     sb.servers[0].kill9();
 
     let (code, rec) = recover(&sb, &["--promotion-rule", &format!("{x}=must_not")]);
@@ -567,15 +580,16 @@ fn single_primary_with_all_replicas(sb: &Sandbox, successor: &str) {
     let primary = sb.by_key(successor);
     write_rows(primary, "after", 1);
     for s in sb.servers[1..].iter().filter(|s| s.key() != successor) {
-        assert_eq!(s.replica_field("Master_Host"), primary.ip.to_string());
+        assert_eq!(s.source_host(), primary.ip.to_string());
         s.wait_caught_up(primary);
         assert_eq!(row_count(s), 31);
     }
 }
 
-#[tokio::test]
-async fn a_recovery_interrupted_after_the_promotion_is_completed_by_the_next_cli_run() {
-    let mut sb = Sandbox::replication(4);
+async fn a_recovery_interrupted_after_the_promotion_is_completed_by_the_next_cli_run(
+    flavor: Flavor,
+) {
+    let mut sb = Sandbox::replication(flavor, 4);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
     let state = state.to_str().unwrap();
@@ -599,9 +613,10 @@ async fn a_recovery_interrupted_after_the_promotion_is_completed_by_the_next_cli
     single_primary_with_all_replicas(&sb, &successor.to_string());
 }
 
-#[tokio::test]
-async fn a_recovery_interrupted_after_the_promotion_is_completed_onto_the_hinted_successor() {
-    let mut sb = Sandbox::replication(4);
+async fn a_recovery_interrupted_after_the_promotion_is_completed_onto_the_hinted_successor(
+    flavor: Flavor,
+) {
+    let mut sb = Sandbox::replication(flavor, 4);
     let successor = interrupted_failover(&mut sb).await;
     let rec = recover_in_process(&sb, &Unguarded, Some(&successor)).await;
     assert_eq!(rec.outcome, Outcome::Recovered, "{rec:#?}");

@@ -1,64 +1,44 @@
-//! Semi-sync recoveries on real MariaDB servers, through the korc CLI: a locked
-//! semi-sync primary unlocked by turning semi-sync on in another replica, and the
+//! Semi-sync recoveries on real MariaDB and MySQL servers, through the korc CLI: a
+//! locked semi-sync primary unlocked by turning semi-sync on in another replica, and the
 //! surplus semi-sync replica turned off under enforceExactSemiSyncReplicas.
 
+#[macro_use]
 mod support;
 
 use serde_json::Value;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support::{Sandbox, Server, korc_json};
+use support::{Flavor, Sandbox, Server, korc_json, wait_until};
+
+on_both_flavors!(
+    a_locked_semi_sync_primary_is_unlocked_by_another_replica_and_its_commit_returns,
+    enforce_exact_turns_off_the_surplus_semi_sync_replica,
+);
 
 /// A semi-sync primary that never falls back to asynchronous replication, waiting
 /// after the binlog sync (lossless).
 fn semi_sync_primary(p: &Server) {
-    p.sql(
-        "SET GLOBAL rpl_semi_sync_master_enabled = 1; \
-         SET GLOBAL rpl_semi_sync_master_timeout = 4294967295; \
-         SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC",
-    );
+    p.sql(&format!(
+        "SET GLOBAL {} = 1; SET GLOBAL {} = 4294967295; SET GLOBAL {} = AFTER_SYNC",
+        p.semi_sync_variable("source", "enabled"),
+        p.semi_sync_variable("source", "timeout"),
+        p.semi_sync_variable("source", "wait_point"),
+    ));
 }
 
 /// Turns the replica side on; the IO thread reconnects to negotiate it.
 fn semi_sync_replica(r: &Server) {
-    r.sql(
-        "SET GLOBAL rpl_semi_sync_slave_enabled = 1; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD",
-    );
-}
-
-fn status(s: &Server, name: &str) -> String {
-    s.sql(&format!(
-        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"
-    ))
-}
-
-fn variable(s: &Server, name: &str) -> String {
-    s.sql(&format!("SELECT @@global.{name}"))
-}
-
-/// Waits until `f` holds, at most `secs` seconds; `what` says what was awaited.
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    r.sql(&format!(
+        "SET GLOBAL {} = 1; STOP REPLICA IO_THREAD; START REPLICA IO_THREAD",
+        r.semi_sync_variable("replica", "enabled")
+    ));
 }
 
 /// Inserts `v` through the application account from another thread; the receiver
 /// gets the result once the commit returns.
 fn insert_in_background(p: &Server, v: &str) -> mpsc::Receiver<(Result<String, String>, Instant)> {
     let (tx, rx) = mpsc::channel();
-    let mut cmd = std::process::Command::new("mariadb");
-    cmd.args([
-        "--no-defaults",
-        "-h",
-        &p.ip.to_string(),
-        "-u",
-        support::APP.0,
-    ])
-    .arg(format!("-p{}", support::APP.1))
-    .args(["test", "-e", &format!("INSERT INTO t (v) VALUES ('{v}')")]);
+    let mut cmd = p.app_command(&format!("INSERT INTO t (v) VALUES ('{v}')"));
     std::thread::spawn(move || {
         let result = cmd.output().map_err(|e| e.to_string()).and_then(|o| {
             if o.status.success() {
@@ -94,15 +74,16 @@ fn steps(record: &Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_locked_semi_sync_primary_is_unlocked_by_another_replica_and_its_commit_returns() {
-    let mut sb = Sandbox::replication(3);
+fn a_locked_semi_sync_primary_is_unlocked_by_another_replica_and_its_commit_returns(
+    flavor: Flavor,
+) {
+    let mut sb = Sandbox::replication(flavor, 3);
     let (p, b) = (&sb.servers[0], &sb.servers[2]);
     let (pk, bk) = (p.key(), b.key());
     semi_sync_primary(p);
     semi_sync_replica(&sb.servers[1]);
     wait_until(5, "the first replica acknowledges", || {
-        status(p, "Rpl_semi_sync_master_clients") == "1"
+        p.semi_sync_status("source", "clients") == "1"
     });
     p.app_sql("INSERT INTO t (v) VALUES ('acknowledged')")
         .unwrap();
@@ -112,8 +93,8 @@ fn a_locked_semi_sync_primary_is_unlocked_by_another_replica_and_its_commit_retu
     let (p, b) = (&sb.servers[0], &sb.servers[2]);
     let blocked = insert_in_background(p, "blocked");
     wait_until(10, "the commit waits for an acknowledgement", || {
-        status(p, "Rpl_semi_sync_master_wait_sessions") == "1"
-            && status(p, "Rpl_semi_sync_master_clients") == "0"
+        p.semi_sync_status("source", "wait_sessions") == "1"
+            && p.semi_sync_status("source", "clients") == "0"
     });
     assert!(
         blocked.recv_timeout(Duration::from_millis(300)).is_err(),
@@ -160,9 +141,9 @@ fn a_locked_semi_sync_primary_is_unlocked_by_another_replica_and_its_commit_retu
         "1",
         "the released commit is on the replica that acknowledged it"
     );
-    assert_eq!(variable(b, "rpl_semi_sync_slave_enabled"), "1");
-    assert_eq!(status(b, "Rpl_semi_sync_slave_status"), "ON");
-    assert_eq!(status(p, "Rpl_semi_sync_master_wait_sessions"), "0");
+    assert_eq!(b.variable(&b.semi_sync_variable("replica", "enabled")), "1");
+    assert_eq!(b.semi_sync_status("replica", "status"), "ON");
+    assert_eq!(p.semi_sync_status("source", "wait_sessions"), "0");
     // Later commits are acknowledged by it too.
     let next = insert_in_background(p, "after");
     next.recv_timeout(Duration::from_secs(5))
@@ -171,9 +152,8 @@ fn a_locked_semi_sync_primary_is_unlocked_by_another_replica_and_its_commit_retu
         .unwrap();
 }
 
-#[test]
-fn enforce_exact_turns_off_the_surplus_semi_sync_replica() {
-    let sb = Sandbox::replication(3);
+fn enforce_exact_turns_off_the_surplus_semi_sync_replica(flavor: Flavor) {
+    let sb = Sandbox::replication(flavor, 3);
     let p = &sb.servers[0];
     // Both replicas are equally caught up: the promotion rule decides, then the key.
     let (mut kept, mut surplus) = (&sb.servers[1], &sb.servers[2]);
@@ -184,7 +164,7 @@ fn enforce_exact_turns_off_the_surplus_semi_sync_replica() {
     semi_sync_replica(kept);
     semi_sync_replica(surplus);
     wait_until(5, "both replicas acknowledge", || {
-        status(p, "Rpl_semi_sync_master_clients") == "2"
+        p.semi_sync_status("source", "clients") == "2"
     });
     p.app_sql("INSERT INTO t (v) VALUES ('acknowledged')")
         .unwrap();
@@ -212,13 +192,19 @@ fn enforce_exact_turns_off_the_surplus_semi_sync_replica() {
         [format!("disableSemiSync {}", surplus.key())],
         "{rec:#}"
     );
-    assert_eq!(variable(surplus, "rpl_semi_sync_slave_enabled"), "0");
-    assert_eq!(variable(kept, "rpl_semi_sync_slave_enabled"), "1");
+    assert_eq!(
+        surplus.variable(&surplus.semi_sync_variable("replica", "enabled")),
+        "0"
+    );
+    assert_eq!(
+        kept.variable(&kept.semi_sync_variable("replica", "enabled")),
+        "1"
+    );
     wait_until(5, "the primary counts one semi-sync replica", || {
-        status(p, "Rpl_semi_sync_master_clients") == "1"
+        p.semi_sync_status("source", "clients") == "1"
     });
-    assert_eq!(status(surplus, "Rpl_semi_sync_slave_status"), "OFF");
-    assert_eq!(surplus.replica_field("Slave_IO_Running"), "Yes");
+    assert_eq!(surplus.semi_sync_status("replica", "status"), "OFF");
+    assert_eq!(surplus.io_running(), "Yes");
     let write = insert_in_background(p, "after");
     write
         .recv_timeout(Duration::from_secs(5))
