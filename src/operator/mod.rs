@@ -122,17 +122,6 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
     let controller = Controller::new(clusters, watcher::Config::default());
     // What korc keeps per cluster (memory, metric series) goes with the cluster.
     let known = controller.store();
-    // Ready once both caches hold what the API server has: a replica that took over
-    // before that would act on a partial view.
-    let (synced_pods, synced_clusters, ready) = (ctx.pods.clone(), known.clone(), shared.clone());
-    tokio::spawn(async move {
-        if synced_pods.wait_until_ready().await.is_ok()
-            && synced_clusters.wait_until_ready().await.is_ok()
-        {
-            ready.ready.store(true, Ordering::SeqCst);
-            tracing::info!("caches synced: ready");
-        }
-    });
     let sweeper = ctx.clone();
     tokio::spawn(async move {
         loop {
@@ -162,6 +151,7 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
                 tracing::debug!(error = %e, "reconcile error");
             }
         });
+    shared.ready.store(true, Ordering::SeqCst);
     tracing::info!(%listen, "korc operator running");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(server::serve(listen, shared, async {
