@@ -28,7 +28,7 @@ async fn a_crash_runs_detection_pre_and_post_hooks_in_order_and_a_slow_post_hook
     let out = dir.path();
     namespace(&client, "hooks").await;
     let api = Api::<MySQLCluster>::namespaced(client.clone(), "hooks");
-    let cluster = with_hooks(
+    let mut cluster = with_hooks(
         "db",
         json!({
             "onFailureDetection": [
@@ -41,6 +41,12 @@ async fn a_crash_runs_detection_pre_and_post_hooks_in_order_and_a_slow_post_hook
             "postFailover": [recorder("audit", out, "post", "true", 30)],
         }),
     );
+    // Semi-sync: the crashed primary holds nothing its replicas lack, so it rejoins and
+    // the cluster heals before the second failure.
+    cluster.spec.semi_sync = Some(korc::api::SemiSyncSpec {
+        enabled: true,
+        timeout_ms: None,
+    });
     api.create(&PostParams::default(), &cluster).await.unwrap();
     wait_settled(&api, "db", "3/3", "NoProblem", 120).await;
     let mut root = root_conn(&client, "hooks", "db", "db-0").await;
