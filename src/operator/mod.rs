@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod controller;
 pub mod decide;
 pub mod election;
+pub mod events;
 pub mod failover;
 pub mod hooks;
 pub mod metrics;
