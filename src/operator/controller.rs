@@ -72,6 +72,8 @@ struct Memory {
     code: Option<String>,
     /// The reason the current failure is held, if it is.
     blocked: Option<&'static str>,
+    /// The pods with a replication lag series.
+    lagging: Vec<String>,
 }
 
 /// Shared state of the reconcilers.
@@ -136,6 +138,8 @@ impl Context {
                     cluster: cluster.into(),
                 },
                 memory.code.as_deref(),
+                memory.blocked,
+                &memory.lagging,
             );
         }
     }
@@ -818,6 +822,10 @@ async fn report(
     // A block is counted and told once, when it begins (or its reason changes).
     let reason = blocker.map(Blocker::reason);
     let previous = ctx.memory(id, |m| std::mem::replace(&mut m.blocked, reason));
+    ctx.metrics.record_blocked(&labels, previous, reason);
+    let lagging = ctx.memory(id, |m| std::mem::take(&mut m.lagging));
+    let lagging = ctx.metrics.record_lag(&labels, &lagging, &new.instances);
+    ctx.memory(id, |m| m.lagging = lagging);
     if let Some(b) = blocker.filter(|_| previous != reason) {
         ctx.metrics
             .blocks
