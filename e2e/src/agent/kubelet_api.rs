@@ -198,14 +198,16 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         None => return,
     };
     let line = head.lines().next().unwrap_or_default();
+    // The reading half tells when a follower hangs up.
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let outcome = match parse_request_line(line) {
-        Ok(request) => respond(&mut stream, state_dir, &request, shutdown).await,
-        Err(refusal) => send_refusal(&mut stream, &refusal).await,
+        Ok(request) => respond(&mut writer, &mut reader, state_dir, &request, shutdown).await,
+        Err(refusal) => send_refusal(&mut writer, &refusal).await,
     };
     if let Err(e) = outcome {
         tracing::debug!(error = %e, "kubelet API: client went away");
     }
-    let _ = stream.shutdown().await;
+    let _ = writer.shutdown().await;
 }
 
 /// The request head, up to the blank line; `None` if the client sent none.
@@ -258,8 +260,9 @@ fn read_range(path: &Path, start: u64, end: Option<u64>) -> std::io::Result<Vec<
     Ok(bytes)
 }
 
-async fn respond<S: AsyncWrite + Unpin>(
+async fn respond<S: AsyncWrite + Unpin, R: AsyncRead + Unpin>(
     stream: &mut S,
+    client: &mut R,
     state_dir: &Path,
     request: &LogRequest,
     mut shutdown: watch::Receiver<bool>,
@@ -304,8 +307,11 @@ async fn respond<S: AsyncWrite + Unpin>(
     // Follow until this run ends (its process exited, or the container restarted).
     let mut sent = run.start + bytes.len() as u64;
     loop {
+        let mut buf = [0u8; 64];
         tokio::select! {
             _ = shutdown.changed() => break,
+            // The client sends nothing more: a read ends only when it hangs up.
+            _ = client.read(&mut buf) => return Ok(()),
             _ = tokio::time::sleep(FOLLOW_POLL) => {}
         }
         let now: Option<Run> = logs::select(&logs::read_marks(&log), false);
