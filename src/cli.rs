@@ -64,6 +64,12 @@ pub enum Command {
     },
     /// Print the CustomResourceDefinitions korc defines, as YAML.
     Crd,
+    /// Turn another tool's configuration into a MySQLCluster, printed as YAML.
+    Import {
+        /// Which tool.
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Run the operator: reconcile MySQLCluster resources (in-cluster config or KUBECONFIG).
     Run {
         /// Address of the /metrics, /healthz and /readyz endpoints.
@@ -89,6 +95,90 @@ pub enum Command {
         #[command(flatten)]
         plan: PlanArgs,
     },
+}
+
+/// The tools `korc import` reads.
+#[derive(Debug, Subcommand)]
+pub enum ImportFrom {
+    /// orchestrator's configuration (orchestrator.conf.json): a MySQLCluster whose
+    /// spec.recovery carries every setting korc honours, with what was left behind
+    /// and why as comments.
+    Orchestrator(OrchestratorImport),
+}
+
+/// `korc import orchestrator`.
+#[derive(Debug, Args)]
+pub struct OrchestratorImport {
+    /// orchestrator's configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Turn the *Processes hooks into spec.hooks (each command a Job).
+    #[arg(long)]
+    pub hooks: bool,
+    /// Image the hook commands run in; it must have the hook shell
+    /// (ProcessesShellCommand, default bash).
+    #[arg(long, value_name = "IMAGE", default_value = "bash:5.2")]
+    pub hook_image: String,
+    /// Print a merge patch of an existing cluster's spec instead of a whole cluster.
+    #[arg(long)]
+    pub patch: bool,
+    /// The MySQLCluster's name.
+    #[arg(long, default_value = "db")]
+    pub name: String,
+    /// Its namespace.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// spec.image.
+    #[arg(long, default_value = "mysql:8.4")]
+    pub image: String,
+    /// spec.replicas.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=9))]
+    pub replicas: i32,
+    /// The alias orchestrator knew the cluster by, which Recover*ClusterFilters are
+    /// matched against (default: --name).
+    #[arg(long, value_name = "ALIAS")]
+    pub cluster_alias: Option<String>,
+    /// An instance's host name in orchestrator and the pod it becomes (HOST=POD).
+    #[arg(long = "pod", value_name = "HOST=POD", value_parser = parse_named::<String>)]
+    pub pods: Vec<(String, String)>,
+    /// A promotion rule registered with orchestrator (register-candidate), by host
+    /// or pod: HOST=must|prefer|neutral|prefer_not|must_not.
+    #[arg(long = "promotion-rule", value_name = "HOST=RULE", value_parser = parse_named::<PromotionRule>)]
+    pub promotion_rules: Vec<(String, PromotionRule)>,
+}
+
+impl OrchestratorImport {
+    /// Reads the configuration and prints the cluster or the patch.
+    fn run(self) -> Result<u8> {
+        let path = self.config.display().to_string();
+        let config: serde_json::Value = read_json(&self.config)?;
+        let options = crate::import::orchestrator::Options {
+            name: self.name,
+            namespace: self.namespace,
+            image: self.image,
+            replicas: self.replicas,
+            cluster_alias: self.cluster_alias,
+            hooks: self.hooks,
+            hook_image: self.hook_image,
+            pods: self.pods,
+            promotion_rules: self.promotion_rules,
+        };
+        let imported = crate::import::orchestrator::import(&config, &options)
+            .map_err(|e| Error::Invalid(format!("{path}: {e}")))?;
+        print!("{}", imported.to_yaml(self.patch));
+        Ok(0)
+    }
+}
+
+fn parse_named<V: std::str::FromStr>(s: &str) -> std::result::Result<(String, V), String>
+where
+    V::Err: std::fmt::Display,
+{
+    let (k, v) = s
+        .split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    Ok((k.to_owned(), v.parse().map_err(|e| format!("{e}"))?))
 }
 
 /// Output format.
@@ -589,6 +679,9 @@ pub async fn run(command: Command) -> Result<u8> {
             print!("{}", crate::api::crds_yaml());
             Ok(0)
         }
+        Command::Import {
+            from: ImportFrom::Orchestrator(args),
+        } => args.run(),
         Command::Switchover { cluster, to, plan } if plan.dry_run => {
             let policy = cluster.policy()?;
             let instances = cluster.topology(&plan).await?;

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod error;
+pub mod import;
 pub mod operator;
 pub mod plugin;
 pub mod provisioning;

@@ -16,7 +16,7 @@ use kube::Api;
 use kube::api::ListParams;
 use tokio::sync::oneshot;
 
-use crate::agent::{AgentConfig, NodeAgent};
+use crate::agent::{AgentConfig, KubeletTls, NodeAgent};
 use crate::binaries::Binaries;
 use crate::certs::Pki;
 use crate::error::{Error, IoContext, Result};
@@ -277,7 +277,15 @@ impl Cluster {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).context(|| format!("creating {}", logs.display()))?;
 
-        let pki = Pki::generate(&dir.join("pki"), IpAddr::V4(ip))?;
+        let node_addresses: Vec<(String, IpAddr)> = (0..config.nodes)
+            .map(|i| {
+                (
+                    crate::agent::node_name(i),
+                    IpAddr::V4(network::node_ip(octet, i)),
+                )
+            })
+            .collect();
+        let pki = Pki::generate(&dir.join("pki"), IpAddr::V4(ip), &node_addresses)?;
         let token = random_token()?;
         let tokens = dir.join("pki").join("tokens.csv");
         std::fs::write(&tokens, format!("{token},admin,admin,system:masters\n"))
@@ -342,6 +350,16 @@ impl Cluster {
                 // The "kubernetes" Service would point at a loopback address no pod
                 // could use anyway; pods get a kubeconfig instead.
                 "--endpoint-reconciler-type=none".to_owned(),
+                // `kubectl logs`: the node agent serves the kubelet's log endpoint on
+                // each node's address with a certificate of this CA, and wants this
+                // client certificate. Node names do not resolve: dial the address.
+                format!("--kubelet-certificate-authority={}", pki.ca_cert.display()),
+                format!(
+                    "--kubelet-client-certificate={}",
+                    pki.kubelet_client_cert.display()
+                ),
+                format!("--kubelet-client-key={}", pki.kubelet_client_key.display()),
+                "--kubelet-preferred-address-types=InternalIP".to_owned(),
                 "--profiling=false".to_owned(),
             ],
             &logs,
@@ -413,6 +431,10 @@ impl Cluster {
                 .clone()
                 .unwrap_or_else(crate::agent::default_korc_binary),
             mysql_dir: crate::binaries::mysql_dir(),
+            kubelet_tls: Some(KubeletTls {
+                client_ca: pki.ca_cert.clone(),
+                nodes: pki.kubelet_serving.clone(),
+            }),
         };
         let agent = NodeAgent::start(agent_config, client.clone()).await?;
         let nodes = agent.node_names().to_vec();

@@ -188,52 +188,26 @@ fn stopped_cleanly(inst: &Instance) -> bool {
     })
 }
 
-/// Runs the actions; returns a line per action for events and logs.
+/// Runs the actions; returns each one's result (the server's error as text), in order.
 pub async fn execute(
     connector: &Connector,
     replication: &ReplicationCredentials,
     actions: &[Action],
-) -> Vec<(bool, String)> {
+) -> Vec<Result<(), String>> {
     let mut out = Vec::new();
     for a in actions {
-        let (result, what) = match a {
-            Action::MakeWritable(k) => (
-                set_read_only(connector, k, false).await,
-                format!("made the primary {k} writable"),
-            ),
-            Action::MakeReadOnly(k) => (
-                set_read_only(connector, k, true).await,
-                format!("made {k} read-only"),
-            ),
-            Action::SetSemiSyncSource { instance, enabled } => (
-                set_semi_sync_source(connector, instance, *enabled).await,
-                format!(
-                    "turned the source side of semi-sync {} on {instance}",
-                    if *enabled { "on" } else { "off" }
-                ),
-            ),
-            Action::StartReplication(k) => (
-                start_replica(connector, k).await,
-                format!("restarted the receiver of {k}"),
-            ),
-            Action::Attach { replica, source } => (
-                point_to(connector, replica, source, Some(replication), true).await,
-                format!("attached {replica} as a replica of {source}"),
-            ),
+        let result = match a {
+            Action::MakeWritable(k) => set_read_only(connector, k, false).await,
+            Action::MakeReadOnly(k) => set_read_only(connector, k, true).await,
+            Action::SetSemiSyncSource { instance, enabled } => {
+                set_semi_sync_source(connector, instance, *enabled).await
+            }
+            Action::StartReplication(k) => start_replica(connector, k).await,
+            Action::Attach { replica, source } => {
+                point_to(connector, replica, source, Some(replication), true).await
+            }
         };
-        out.push(match result {
-            Ok(()) => (true, what),
-            Err(e) => (
-                false,
-                format!(
-                    "could not {}: {e}",
-                    what.replacen("made", "make", 1)
-                        .replacen("attached", "attach", 1)
-                        .replacen("turned", "turn", 1)
-                        .replacen("started", "start", 1)
-                ),
-            ),
-        });
+        out.push(result.map_err(|e| e.to_string()));
     }
     out
 }

@@ -11,6 +11,7 @@ use super::decide::{
     ACKNOWLEDGE_ANNOTATION, Blocker, Decision, Situation, decide, recoverable_failure,
 };
 use super::election::Leadership;
+use super::events::{self, Note};
 use super::failover;
 use super::hooks;
 use super::metrics::{BlockLabels, RecoveryLabels};
@@ -35,7 +36,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -71,6 +72,8 @@ struct Memory {
     code: Option<String>,
     /// The reason the current failure is held, if it is.
     blocked: Option<&'static str>,
+    /// The pods with a replication lag series.
+    lagging: Vec<String>,
 }
 
 /// Shared state of the reconcilers.
@@ -135,6 +138,8 @@ impl Context {
                     cluster: cluster.into(),
                 },
                 memory.code.as_deref(),
+                memory.blocked,
+                &memory.lagging,
             );
         }
     }
@@ -164,15 +169,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     if let Err(message) = provisioning::validate(&cluster.spec) {
-        publish(
-            &ctx,
-            &cluster,
-            EventType::Warning,
-            "InvalidSpec",
-            "Validate",
-            message,
-        )
-        .await;
+        publish(&ctx, &cluster, events::invalid_spec(&message)).await;
         return Ok(Action::await_change());
     }
     let (passwords, generated) = passwords(&ctx, &cluster, &ns, &id).await?;
@@ -262,28 +259,24 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         Decision::Converge(plan) => (plan, None),
         Decision::Hold(blocker, plan) => (plan, Some(blocker)),
         Decision::Restart(pod, plan) => {
-            restart(&ctx, &cluster, &ns, &pod).await;
+            restart(&ctx, &cluster, &ns, &pod, revision.as_deref()).await;
             (plan, None)
         }
     };
     let plan = if cluster.spec.paused || plan.actions.is_empty() {
         plan
     } else {
-        for (ok, line) in bootstrap::execute(&connector, &replication, &plan.actions).await {
-            let result = if ok { "ok" } else { "failed" };
+        let results = bootstrap::execute(&connector, &replication, &plan.actions).await;
+        for (action, result) in plan.actions.iter().zip(&results) {
             ctx.metrics
                 .actions
                 .get_or_create(&OutcomeLabels {
                     kind: "topology".into(),
-                    result: result.into(),
+                    result: if result.is_ok() { "ok" } else { "failed" }.into(),
                 })
                 .inc();
-            let (kind, reason) = if ok {
-                (EventType::Normal, "TopologyChanged")
-            } else {
-                (EventType::Warning, "TopologyChangeFailed")
-            };
-            publish(&ctx, &cluster, kind, reason, "Bootstrap", line).await;
+            let note = events::topology_action(action, &members, result);
+            publish(&ctx, &cluster, note).await;
         }
         instances = probe_cluster(&connector, &keys, &instances).await;
         analysis = analyze(&instances, &policy, now_ms());
@@ -336,15 +329,7 @@ async fn acknowledge(ctx: &Context, cluster: &MySQLCluster) -> Result<MySQLClust
         &Patch::Merge(&patch),
     )
     .await?;
-    publish(
-        ctx,
-        cluster,
-        EventType::Normal,
-        "RecoveriesAcknowledged",
-        "Acknowledge",
-        format!("recoveries acknowledged ({value}): automatic recovery is no longer blocked"),
-    )
-    .await;
+    publish(ctx, cluster, events::acknowledged(&value)).await;
     Ok(written)
 }
 
@@ -447,34 +432,7 @@ async fn record_recovery(ctx: &Context, cluster: &MySQLCluster, r: &RecoveryStat
     if let Some(ms) = r.writable_after_ms {
         ctx.metrics.failover_seconds.observe(ms as f64 / 1000.0);
     }
-    let switchover = r.request_id.is_some();
-    let (kind, reason) = match (r.outcome == "recovered", switchover) {
-        (true, false) => (EventType::Normal, "Recovered"),
-        (false, false) => (EventType::Warning, "RecoveryFailed"),
-        (true, true) => (EventType::Normal, "SwitchedOver"),
-        (false, true) => (EventType::Warning, "SwitchoverFailed"),
-    };
-    let note = format!(
-        "{} recovery {} of {}: {}{}{}",
-        r.kind,
-        r.id,
-        r.failed,
-        r.outcome,
-        r.successor
-            .as_ref()
-            .map(|s| format!(", {s} took over"))
-            .unwrap_or_default(),
-        r.error
-            .as_ref()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default()
-    );
-    let note = match (&r.request_id, r.write_outage_ms) {
-        (Some(id), Some(ms)) => format!("{note}; request {id}, write outage {ms} ms"),
-        (Some(id), None) => format!("{note}; request {id}"),
-        _ => note,
-    };
-    publish(ctx, cluster, kind, reason, "Recover", note).await;
+    publish(ctx, cluster, events::recovery_ended(r)).await;
 }
 
 /// Requeues a failed reconciliation after a pause.
@@ -487,19 +445,13 @@ pub fn error_policy(cluster: Arc<MySQLCluster>, error: &Error, ctx: Arc<Context>
     Action::requeue(Duration::from_secs(5))
 }
 
-pub(crate) async fn publish(
-    ctx: &Context,
-    cluster: &MySQLCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
+/// Publishes `note` as an Event on the cluster (a failure is logged, never fatal).
+pub(crate) async fn publish(ctx: &Context, cluster: &MySQLCluster, note: Note) {
     let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
+        type_: note.type_,
+        reason: note.reason.into(),
+        note: Some(note.text),
+        action: note.action.into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
@@ -716,20 +668,16 @@ async fn update_revision(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Opt
 
 /// Restarts a pod of a rolling restart through the Eviction API, so the
 /// PodDisruptionBudget is honoured (a refused eviction is tried again next round).
-async fn restart(ctx: &Context, cluster: &MySQLCluster, ns: &str, pod: &str) {
+async fn restart(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    ns: &str,
+    pod: &str,
+    revision: Option<&str>,
+) {
     let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     match api.evict(pod, &EvictParams::default()).await {
-        Ok(_) => {
-            publish(
-                ctx,
-                cluster,
-                EventType::Normal,
-                "RollingRestart",
-                "Restart",
-                format!("{pod} restarted to run the current pod template"),
-            )
-            .await
-        }
+        Ok(_) => publish(ctx, cluster, events::rolling_restart(pod, revision)).await,
         Err(e) => tracing::info!(%pod, error = %e, "eviction refused; trying again later"),
     }
 }
@@ -874,6 +822,10 @@ async fn report(
     // A block is counted and told once, when it begins (or its reason changes).
     let reason = blocker.map(Blocker::reason);
     let previous = ctx.memory(id, |m| std::mem::replace(&mut m.blocked, reason));
+    ctx.metrics.record_blocked(&labels, previous, reason);
+    let lagging = ctx.memory(id, |m| std::mem::take(&mut m.lagging));
+    let lagging = ctx.metrics.record_lag(&labels, &lagging, &new.instances);
+    ctx.memory(id, |m| m.lagging = lagging);
     if let Some(b) = blocker.filter(|_| previous != reason) {
         ctx.metrics
             .blocks
@@ -881,14 +833,10 @@ async fn report(
                 reason: b.reason().into(),
             })
             .inc();
-        let message = b.message();
         publish(
             ctx,
             cluster,
-            EventType::Warning,
-            "RecoveryBlocked",
-            "Decide",
-            message,
+            events::recovery_blocked(b, &cluster.name_any()),
         )
         .await;
     }
@@ -898,24 +846,16 @@ async fn report(
         if let Some(old) = &previous_code {
             ctx.metrics.analysis.remove(&code_labels(&labels, old));
         }
-        ctx.metrics
-            .analysis
-            .get_or_create(&code_labels(&labels, &code))
-            .set(1);
-        let (kind, reason) = if code == "NoProblem" {
-            (EventType::Normal, "AnalysisCleared")
-        } else {
-            (EventType::Warning, "FailureDetected")
-        };
-        publish(
-            ctx,
-            cluster,
-            kind,
-            reason,
-            "Analyze",
-            format!("analysis: {code}"),
-        )
-        .await;
+        // A cluster still being created has no code yet, and no series.
+        if !code.is_empty() {
+            ctx.metrics
+                .analysis
+                .get_or_create(&code_labels(&labels, &code))
+                .set(1);
+        }
+        if let Some(note) = events::analysis_changed(previous_code.as_deref(), &new, blocker) {
+            publish(ctx, cluster, note).await;
+        }
     }
     let current = cluster.status.clone().unwrap_or_default();
     let stale = ctx.memory(id, |m| {

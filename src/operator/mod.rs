@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod controller;
 pub mod decide;
 pub mod election;
+pub mod events;
 pub mod failover;
 pub mod hooks;
 pub mod metrics;
@@ -126,11 +127,16 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(FORGET_PERIOD).await;
-            let present = known
-                .state()
-                .iter()
-                .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
-                .collect();
+            // A standby exports no per-cluster series: a deposed leader's would be stale.
+            let present = if sweeper.leadership.is_leader() {
+                known
+                    .state()
+                    .iter()
+                    .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+                    .collect()
+            } else {
+                Default::default()
+            };
             sweeper.forget_all_but(&present);
         }
     });

@@ -4,6 +4,8 @@
 mod container;
 mod env;
 mod images;
+mod kubelet_api;
+mod logs;
 mod mariadb;
 mod mysql;
 mod node;
@@ -50,6 +52,23 @@ pub struct AgentConfig {
     pub korc_binary: PathBuf,
     /// The MySQL installation run for MySQL images (see [`crate::binaries::mysql_dir`]).
     pub mysql_dir: PathBuf,
+    /// The kubelet API's certificates; without them no node serves container logs.
+    pub kubelet_tls: Option<KubeletTls>,
+}
+
+/// What each node's kubelet API needs: its serving certificate, and the CA its
+/// clients' (the API server's) certificates are signed by.
+#[derive(Debug, Clone)]
+pub struct KubeletTls {
+    /// The CA of client certificates.
+    pub client_ca: PathBuf,
+    /// Each node's serving certificate.
+    pub nodes: Vec<crate::certs::NodeCert>,
+}
+
+/// The name of node `index` (0-based): `node-a`, `node-b`, ….
+pub fn node_name(index: usize) -> String {
+    format!("node-{}", node::suffix(index))
 }
 
 /// `$KORC_BINARY`, else `target/debug/korc` of this workspace (honouring
@@ -183,13 +202,10 @@ impl NodeAgent {
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir).context(|| format!("creating {}", run_dir.display()))?;
         let nodes: Vec<NodeInfo> = (0..config.nodes)
-            .map(|i| {
-                let suffix = node::suffix(i);
-                NodeInfo {
-                    name: format!("node-{suffix}"),
-                    zone: format!("zone-{suffix}"),
-                    ip: network::node_ip(config.address_block, i),
-                }
+            .map(|i| NodeInfo {
+                name: node_name(i),
+                zone: format!("zone-{}", node::suffix(i)),
+                ip: network::node_ip(config.address_block, i),
             })
             .collect();
         let names = nodes.iter().map(|n| n.name.clone()).collect();
@@ -207,7 +223,22 @@ impl NodeAgent {
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (node_tx, node_rx) = mpsc::unbounded_channel();
-        let tasks = vec![
+        let mut tasks = Vec::new();
+        if let Some(tls) = &ctx.config.kubelet_tls {
+            for node in &ctx.nodes {
+                let Some(cert) = tls.nodes.iter().find(|c| c.node == node.name) else {
+                    continue;
+                };
+                let (listener, acceptor) = kubelet_api::bind(node, cert, &tls.client_ca).await?;
+                tasks.push(tokio::spawn(kubelet_api::serve(
+                    listener,
+                    acceptor,
+                    ctx.config.state_dir.clone(),
+                    shutdown_rx.clone(),
+                )));
+            }
+        }
+        tasks.extend([
             tokio::spawn(node::heartbeat(ctx.clone(), shutdown_rx.clone())),
             tokio::spawn(node::watch_faults(
                 ctx.clone(),
@@ -216,7 +247,7 @@ impl NodeAgent {
             )),
             tokio::spawn(storage::provision(ctx.clone(), shutdown_rx.clone())),
             tokio::spawn(dispatch(ctx.clone(), node_rx, shutdown_rx)),
-        ];
+        ]);
         Ok(Self {
             ctx,
             shutdown,

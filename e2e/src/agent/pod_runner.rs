@@ -22,7 +22,7 @@ use super::probes::Tracker;
 use super::sources::Sources;
 use super::status::{self, ContainerView, Phase, State};
 use super::volumes::{self, MountTable};
-use super::{Context, StopMode, container_log_path, delete_now};
+use super::{Context, StopMode, container_log_path, delete_now, logs};
 use crate::error::{Error, IoContext, Result};
 use crate::faults::{self, Signal};
 use crate::kubeconfig::{self, Credential};
@@ -133,6 +133,7 @@ impl Slot {
     }
 
     fn record_exit(&mut self, status: std::process::ExitStatus) -> i32 {
+        logs::end_run(&self.files.log);
         let signal = status.signal();
         let exit_code = status.code().unwrap_or_else(|| 128 + signal.unwrap_or(0));
         let (started, _) = self.started.unwrap_or((Timestamp::now(), Instant::now()));
@@ -604,6 +605,10 @@ async fn start(
         std::fs::create_dir_all(&slot.files.dir)
             .context(|| format!("creating {}", slot.files.dir.display()))?;
         let plan = container::plan(scope, &slot.spec, slot.runtime, &slot.files, mounts, env)?;
+        logs::begin_run(
+            &slot.files.log,
+            pod.metadata.uid.as_deref().unwrap_or_default(),
+        );
         let process = Supervised::spawn(&plan.launch)?;
         Ok((plan, process))
     }

@@ -70,6 +70,9 @@ fn main() -> std::process::ExitCode {
                     .korc_binary
                     .unwrap_or_else(korc_e2e::agent::default_korc_binary),
                 mysql_dir: args.mysql_dir.unwrap_or_else(korc_e2e::binaries::mysql_dir),
+                // Without the control plane's CA key there are no kubelet certificates:
+                // `kubectl logs` needs korc-local.
+                kubelet_tls: None,
             };
             let agent = NodeAgent::start(config, client).await?;
             tracing::info!(nodes = ?agent.node_names(), "node agent running");

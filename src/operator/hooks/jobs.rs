@@ -9,6 +9,7 @@ use crate::Result;
 use crate::api::{FailureDetectionStatus, HookRunStatus, MySQLCluster, RecoveryStatus};
 use crate::operator::controller::{Context, publish, write_status};
 use crate::operator::decide::RUNNING as RECOVERY_RUNNING;
+use crate::operator::events;
 use crate::operator::metrics::HookLabels;
 use crate::operator::status::{Member, pod_of};
 use crate::topology::analysis::Analysis;
@@ -18,7 +19,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
-use kube::runtime::events::EventType;
 use std::time::Duration;
 
 /// The label the Job controller puts on a Job's pods.
@@ -65,7 +65,7 @@ pub async fn run_blocking(ctx: &Context, mut cluster: MySQLCluster, id: &str) ->
             .iter()
             .find(|h| is_final(&h.outcome) && !succeeded(&h.outcome))
         {
-            return Ok(Blocking::Aborted(cluster, describe(bad)));
+            return Ok(Blocking::Aborted(cluster, events::describe_hook(bad)));
         }
         if pre.iter().all(|h| is_final(&h.outcome)) {
             return Ok(Blocking::Passed(cluster));
@@ -75,15 +75,6 @@ pub async fn run_blocking(ctx: &Context, mut cluster: MySQLCluster, id: &str) ->
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// `<hook> hook <name> (Job <job>) <outcome>: <message>`.
-pub fn describe(h: &HookRunStatus) -> String {
-    let mut text = format!("{} hook {} (Job {}) {}", h.hook, h.name, h.job, h.outcome);
-    if let Some(m) = &h.message {
-        text += &format!(": {m}");
-    }
-    text
 }
 
 /// Moves every unfinished hook of the status on as far as it goes without waiting:
@@ -381,16 +372,7 @@ async fn start(
 ) {
     h.outcome = RUNNING.into();
     h.started_at = Some(MicroTime(at));
-    let note = format!("{} hook {}: Job {} {how}", h.hook, h.name, h.job);
-    publish(
-        ctx,
-        cluster,
-        EventType::Normal,
-        "HookStarted",
-        "RunHook",
-        note,
-    )
-    .await;
+    publish(ctx, cluster, events::hook_started(h, how)).await;
 }
 
 async fn finish(
@@ -410,10 +392,5 @@ async fn finish(
             outcome: outcome.into(),
         })
         .inc();
-    let (kind, reason) = if succeeded(outcome) {
-        (EventType::Normal, "HookSucceeded")
-    } else {
-        (EventType::Warning, "HookFailed")
-    };
-    publish(ctx, cluster, kind, reason, "RunHook", describe(h)).await;
+    publish(ctx, cluster, events::hook_ended(h, succeeded(outcome))).await;
 }
