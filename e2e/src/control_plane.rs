@@ -143,6 +143,17 @@ impl ControlPlane {
         crate::agent::container_log_path(&agent_dir(&self.started.dir), namespace, pod, container)
     }
 
+    /// The Unix socket of the server a container runs, once it has started.
+    pub fn server_socket(&self, namespace: &str, pod: &str, container: &str) -> Option<PathBuf> {
+        let pointer = crate::agent::server_socket_pointer(
+            &agent_dir(&self.started.dir),
+            namespace,
+            pod,
+            container,
+        );
+        std::fs::read_to_string(pointer).ok().map(PathBuf::from)
+    }
+
     /// A container's log so far (empty if it never ran).
     pub fn container_log(&self, namespace: &str, pod: &str, container: &str) -> String {
         std::fs::read_to_string(self.container_log_path(namespace, pod, container))

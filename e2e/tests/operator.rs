@@ -61,6 +61,17 @@ async fn sample_cluster_replicates_and_status_tells_the_truth() {
         let mut c = root_conn(&client, "sample", "db", pod).await;
         let ro = scalar(&mut c, "SELECT CAST(@@global.read_only + 0 AS CHAR)").await;
         assert_eq!(ro == "0", pod == primary, "{pod} read_only={ro}");
+        // root only over the socket; korc's accounts on the network.
+        let hosts = scalar(
+            &mut c,
+            "SELECT GROUP_CONCAT(CONCAT(user, '@', host) ORDER BY user) FROM mysql.user \
+             WHERE user IN ('root', 'korc', 'korc_repl', 'korc_monitor')",
+        )
+        .await;
+        assert_eq!(
+            hosts, "korc@%,korc_monitor@%,korc_repl@%,root@localhost",
+            "{pod}"
+        );
     }
     // The -primary Service points at the primary.
     let primary_ip = pod_ip(&client, "sample", &primary).await;

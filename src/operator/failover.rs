@@ -24,14 +24,12 @@ use super::hooks::{self, Ending, HookPoint};
 use super::status::{Member, code_name, mark_recovering, pod_of};
 use crate::api::{MySQLCluster, MySQLClusterStatus, RecoveryStatus, RecoveryStepStatus};
 use crate::provisioning::ROLE_LABEL;
-use crate::provisioning::{MONITOR_USER, OPERATOR_USER, REPLICATION_USER};
 use crate::topology::analysis::Analysis;
-use crate::topology::instance::{Instance, InstanceKey};
+use crate::topology::instance::Instance;
 use crate::topology::recovery::{
     Outcome, PlannedStep, RecoveryContext, RecoveryRecord, StepGuard, StepKind, graceful_takeover,
     recover, recover_dead_master,
 };
-use crate::topology::session::Connector;
 use crate::{Error, Result};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
@@ -286,8 +284,8 @@ async fn abort(
 /// Runs the switchover `spec.switchover` asks for: registered like a recovery (kind
 /// `GracefulTakeover`, with the request id), the primary's role label removed, the
 /// engine's graceful takeover (deadline and rollback) with the successor committed
-/// before its promotion, then every client connection on the old primary killed so
-/// applications reconnect through the `-primary` Service. A target that is no member
+/// before its promotion. The engine's fence of the old primary ends its client
+/// sessions, so applications reconnect through the `-primary` Service. A target that is no member
 /// or already the primary is refused with a failed record.
 #[allow(clippy::too_many_arguments)]
 pub async fn switch_over(
@@ -364,39 +362,7 @@ pub async fn switch_over(
     set_role_label(ctx, &cluster, &primary, None).await;
     let guard = Commit::new(ctx, members, &registered, cluster);
     let record = graceful_takeover(engine, instances, target.as_ref(), &guard).await;
-    if record.outcome == Outcome::Recovered
-        && let Some(old) = members.iter().find(|m| m.pod == primary)
-    {
-        kill_client_connections(&engine.connector, &old.key).await;
-    }
     finish(ctx, guard, &registered, &record, members).await
-}
-
-/// Kills every client session on the demoted primary (korc's own and the server's
-/// threads aside), so applications reconnect through the Service to the new primary
-/// instead of holding sessions on a read-only replica.
-async fn kill_client_connections(connector: &Connector, key: &InstanceKey) {
-    let Ok(mut s) = connector.connect(key).await else {
-        return;
-    };
-    let keep = [
-        OPERATOR_USER,
-        REPLICATION_USER,
-        MONITOR_USER,
-        "system user",
-        "event_scheduler",
-    ];
-    let query = format!(
-        "SELECT CAST(ID AS CHAR) AS id FROM information_schema.PROCESSLIST \
-         WHERE ID <> CONNECTION_ID() AND USER NOT IN ({})",
-        keep.map(|u| format!("'{u}'")).join(", ")
-    );
-    let Ok(rows) = s.rows(&query).await else {
-        return;
-    };
-    for id in rows.iter().filter_map(|r| r.get("id").cloned().flatten()) {
-        let _ = s.exec(&format!("KILL CONNECTION {id}")).await;
-    }
 }
 
 /// Completes a registered recovery whose leader stopped after committing its

@@ -92,10 +92,14 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
     sql += &user(MONITOR_USER, &p.monitor);
     match flavor {
         Flavor::Mariadb => {
+            // No SUPER and no SELECT: read-only takes READ_ONLY ADMIN, the semi-sync
+            // source REPLICATION MASTER ADMIN, repointing and stopping replicas (and
+            // their semi-sync side) REPLICATION SLAVE ADMIN, replica and binlog status
+            // SLAVE MONITOR and BINLOG MONITOR, killing the old primary's clients
+            // CONNECTION ADMIN, the acknowledged no-op RELOAD, the process list PROCESS.
             sql += &format!(
-                "GRANT SELECT, RELOAD, PROCESS, SUPER, REPLICATION SLAVE, BINLOG MONITOR, BINLOG ADMIN, \
-                 REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN \
-                 ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                "GRANT RELOAD, PROCESS, BINLOG MONITOR, REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN, \
+                 SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
                  GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO '{REPLICATION_USER}'@'%';\n\
                  GRANT PROCESS, SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{MONITOR_USER}'@'%';\n"
             );
@@ -108,7 +112,7 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
             // REPLICATION CLIENT, the acknowledged no-op (FLUSH USER_RESOURCES) RELOAD,
             // the process list PROCESS.
             sql += &format!(
-                "GRANT SELECT, RELOAD, PROCESS, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                "GRANT RELOAD, PROCESS, REPLICATION CLIENT ON *.* TO '{OPERATOR_USER}'@'%';\n\
                  GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
                  GRANT REPLICATION SLAVE ON *.* TO '{REPLICATION_USER}'@'%';\n\
                  GRANT PROCESS, REPLICATION CLIENT ON *.* TO '{MONITOR_USER}'@'%';\n"
@@ -180,37 +184,119 @@ mod tests {
         assert!(sql.contains("IDENTIFIED BY 'o''x'"));
     }
 
+    /// The privileges granted to `user` by `sql`, one word list.
+    fn granted(sql: &str, user: &str) -> Vec<String> {
+        sql.lines()
+            .filter(|l| l.starts_with("GRANT") && l.ends_with(&format!("TO '{user}'@'%';")))
+            .flat_map(|l| {
+                let privileges = &l["GRANT ".len()..l.find(" ON ").unwrap()];
+                privileges
+                    .split(", ")
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     #[test]
-    fn mysql_operator_needs_no_super_and_later_starts_are_super_read_only() {
-        let p = Passwords {
-            root: "r".into(),
-            operator: "o".into(),
-            replication: "p".into(),
-            monitor: "m".into(),
-        };
-        let sql = init_sql(Flavor::Mysql, &p);
-        assert!(sql.starts_with("SET SESSION sql_log_bin = 0;"));
-        let operator_grants: Vec<&str> = sql
-            .lines()
-            .filter(|l| l.starts_with("GRANT") && l.ends_with("TO 'korc'@'%';"))
-            .collect();
-        let privileges = operator_grants.join(" ");
-        for needed in [
-            "SYSTEM_VARIABLES_ADMIN",
-            "REPLICATION_SLAVE_ADMIN",
-            "CONNECTION_ADMIN",
-            "REPLICATION CLIENT",
-            "RELOAD",
-            "PROCESS",
-        ] {
-            assert!(privileges.contains(needed), "{needed}: {privileges}");
-        }
-        for excess in ["SUPER", "GROUP_REPLICATION_ADMIN", "BINLOG_ADMIN", "ALL"] {
+    fn each_account_has_what_its_job_needs_and_no_data_access() {
+        let p = Passwords::generate();
+        let data_access = [
+            "SELECT",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "ALL",
+            "ALL PRIVILEGES",
+        ];
+        let cases = [
+            (
+                Flavor::Mariadb,
+                OPERATOR_USER,
+                &[
+                    "READ_ONLY ADMIN",
+                    "REPLICATION MASTER ADMIN",
+                    "REPLICATION SLAVE ADMIN",
+                    "SLAVE MONITOR",
+                    "BINLOG MONITOR",
+                    "CONNECTION ADMIN",
+                    "RELOAD",
+                    "PROCESS",
+                ][..],
+                &["SUPER", "BINLOG ADMIN", "REPLICATION SLAVE"][..],
+            ),
+            (
+                Flavor::Mysql,
+                OPERATOR_USER,
+                &[
+                    "SYSTEM_VARIABLES_ADMIN",
+                    "REPLICATION_SLAVE_ADMIN",
+                    "CONNECTION_ADMIN",
+                    "REPLICATION CLIENT",
+                    "RELOAD",
+                    "PROCESS",
+                ][..],
+                &[
+                    "SUPER",
+                    "SYSTEM_USER",
+                    "BINLOG_ADMIN",
+                    "GROUP_REPLICATION_ADMIN",
+                ][..],
+            ),
+            (
+                Flavor::Mariadb,
+                REPLICATION_USER,
+                &["REPLICATION SLAVE", "SLAVE MONITOR"][..],
+                &["SUPER"][..],
+            ),
+            (
+                Flavor::Mysql,
+                REPLICATION_USER,
+                &["REPLICATION SLAVE"][..],
+                &["SUPER"][..],
+            ),
+            (
+                Flavor::Mariadb,
+                MONITOR_USER,
+                &["PROCESS", "SLAVE MONITOR", "BINLOG MONITOR"][..],
+                &["SUPER", "REPLICATION SLAVE ADMIN"][..],
+            ),
+            (
+                Flavor::Mysql,
+                MONITOR_USER,
+                &["PROCESS", "REPLICATION CLIENT"][..],
+                &["SUPER", "REPLICATION_SLAVE_ADMIN"][..],
+            ),
+        ];
+        for (flavor, user, needed, excess) in cases {
+            let sql = init_sql(flavor, &p);
+            let privileges = granted(&sql, user);
+            for n in needed {
+                assert!(
+                    privileges.iter().any(|p| p == n),
+                    "{flavor:?} {user}: {n} missing from {privileges:?}"
+                );
+            }
+            for x in excess.iter().chain(&data_access) {
+                assert!(
+                    !privileges.iter().any(|p| p == x),
+                    "{flavor:?} {user}: {x} in {privileges:?}"
+                );
+            }
             assert!(
-                !privileges.split([' ', ',']).any(|w| w == excess),
-                "{excess}: {privileges}"
+                sql.lines()
+                    .filter(|l| l.starts_with("GRANT"))
+                    .all(|l| l.contains(" ON *.* TO ")),
+                "global administrative privileges only: {sql}"
             );
         }
+    }
+
+    #[test]
+    fn mysql_later_starts_are_super_read_only() {
+        let p = Passwords::generate();
+        let sql = init_sql(Flavor::Mysql, &p);
+        assert!(sql.starts_with("SET SESSION sql_log_bin = 0;"));
         assert_eq!(
             sql.lines().last(),
             Some("SET PERSIST_ONLY super_read_only = ON;"),

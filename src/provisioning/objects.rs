@@ -113,9 +113,9 @@ pub fn build(
         SourceAddress::PodDns => format!("$(POD_NAME).{name}.{ns}.svc"),
         SourceAddress::PodIp => "$(POD_IP)".into(),
     };
-    let root_env = match flavor {
-        Flavor::Mariadb => "MARIADB_ROOT_PASSWORD",
-        Flavor::Mysql => "MYSQL_ROOT_PASSWORD",
+    let (root_env, root_host_env) = match flavor {
+        Flavor::Mariadb => ("MARIADB_ROOT_PASSWORD", "MARIADB_ROOT_HOST"),
+        Flavor::Mysql => ("MYSQL_ROOT_PASSWORD", "MYSQL_ROOT_HOST"),
     };
     let container = Container {
         name: "mysql".into(),
@@ -142,6 +142,13 @@ pub fn build(
                     }),
                     ..Default::default()
                 }),
+                ..Default::default()
+            },
+            // root only over the server's own socket: the images' default is '%',
+            // an all-powerful account that read-only does not bind, on the network.
+            EnvVar {
+                name: root_host_env.into(),
+                value: Some("localhost".into()),
                 ..Default::default()
             },
         ]),
@@ -574,6 +581,8 @@ mod tests {
             .iter()
             .find(|e| e.name == "MYSQL_ROOT_PASSWORD")
             .unwrap();
+        let root_host = env.iter().find(|e| e.name == "MYSQL_ROOT_HOST").unwrap();
+        assert_eq!(root_host.value.as_deref(), Some("localhost"));
         assert_eq!(
             root.value_from
                 .as_ref()

@@ -232,6 +232,18 @@ impl Dialect {
         }
     }
 
+    /// The client sessions a fence ends, as `id` rows: every session but this one,
+    /// those of the account korc connects as, the server's own threads and replicas'
+    /// binlog dumps. MariaDB's `read_only` does not bind holders of READ ONLY ADMIN
+    /// (root among them), so read-only alone leaves their open sessions writable.
+    pub fn fenced_sessions_query(&self) -> &'static str {
+        "SELECT CAST(ID AS CHAR) AS id FROM information_schema.PROCESSLIST \
+         WHERE ID <> CONNECTION_ID() \
+         AND USER <> SUBSTRING_INDEX(CURRENT_USER(), '@', 1) \
+         AND USER NOT IN ('system user', 'event_scheduler') \
+         AND COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID')"
+    }
+
     /// Turns the source (master) side of semi-sync on or off.
     pub fn set_semi_sync_source(&self, enabled: bool) -> String {
         let name = match self.flavor {

@@ -20,6 +20,8 @@ pub const ADMIN: (&str, &str) = (korc::provisioning::OPERATOR_USER, "korc-admin-
 pub const REPL: (&str, &str) = (korc::provisioning::REPLICATION_USER, "repl-pw");
 /// An application account: ordinary privileges, stopped by read_only.
 pub const APP: (&str, &str) = ("app", "app-pw");
+/// korc's monitoring account.
+pub const MONITOR: (&str, &str) = (korc::provisioning::MONITOR_USER, "monitor-pw");
 
 /// Which server a sandbox runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,6 +389,11 @@ impl Server {
 
     /// The client running `sql` as the application user over TCP, in `test`.
     pub fn app_command(&self, sql: &str) -> Command {
+        self.account_command(APP, sql)
+    }
+
+    /// The client running `sql` as `account` (user, password) over TCP, in `test`.
+    pub fn account_command(&self, account: (&str, &str), sql: &str) -> Command {
         let mut cmd = self.flavor.client();
         cmd.args([
             "--no-defaults",
@@ -395,9 +402,9 @@ impl Server {
             "-P",
             "3306",
             "-u",
-            APP.0,
+            account.0,
         ])
-        .arg(format!("-p{}", APP.1))
+        .arg(format!("-p{}", account.1))
         .args(["--connect-timeout=2", "-N", "-B", "test", "-e", sql]);
         cmd
     }
@@ -405,6 +412,11 @@ impl Server {
     /// Runs SQL as the application user over TCP (subject to read_only).
     pub fn app_sql(&self, sql: &str) -> Result<String, String> {
         run_client(&mut self.app_command(sql))
+    }
+
+    /// Runs SQL as `account` (user, password) over TCP.
+    pub fn account_sql(&self, account: (&str, &str), sql: &str) -> Result<String, String> {
+        run_client(&mut self.account_command(account, sql))
     }
 
     /// Runs SQL as root on a read-only instance too (MySQL's super_read_only stops root
@@ -655,7 +667,7 @@ impl Sandbox {
             root: String::new(),
             operator: ADMIN.1.into(),
             replication: REPL.1.into(),
-            monitor: "monitor-pw".into(),
+            monitor: MONITOR.1.into(),
         };
         let provisioning_flavor = match flavor {
             Flavor::MariaDb => korc::provisioning::Flavor::Mariadb,

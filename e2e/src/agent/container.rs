@@ -41,6 +41,8 @@ pub(crate) struct ContainerFiles {
     pub socket: PathBuf,
     /// Log file receiving stdout and stderr.
     pub log: PathBuf,
+    /// Where a server's socket path is written (`server_socket_pointer`).
+    pub socket_pointer: PathBuf,
 }
 
 /// A container ready to start: how to launch it, plus what exec probes need.
@@ -219,6 +221,7 @@ mod tests {
             dir: dir.to_path_buf(),
             socket: dir.join("s.sock"),
             log: dir.join("c.log"),
+            socket_pointer: dir.join("c.socket"),
         }
     }
 

@@ -88,6 +88,18 @@ pub fn default_korc_binary() -> PathBuf {
     target.join("debug").join("korc")
 }
 
+/// The file naming the Unix socket of the server `container` of `namespace/pod` runs
+/// (written when it starts): what `kubectl exec … mysql` would reach, root's only way in
+/// when korc keeps root off the network.
+pub fn server_socket_pointer(
+    state_dir: &Path,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> PathBuf {
+    container_log_path(state_dir, namespace, pod, container).with_extension("socket")
+}
+
 /// Where the log of `container` in `namespace/pod` is written (all runs appended).
 pub fn container_log_path(
     state_dir: &Path,

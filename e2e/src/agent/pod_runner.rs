@@ -22,7 +22,7 @@ use super::probes::Tracker;
 use super::sources::Sources;
 use super::status::{self, ContainerView, Phase, State};
 use super::volumes::{self, MountTable};
-use super::{Context, StopMode, container_log_path, delete_now, logs};
+use super::{Context, StopMode, container_log_path, delete_now, logs, server_socket_pointer};
 use crate::error::{Error, IoContext, Result};
 use crate::faults::{self, Signal};
 use crate::kubeconfig::{self, Credential};
@@ -239,6 +239,12 @@ impl PodRun {
                         dir: dir.join("containers").join(&c.name),
                         socket: ctx.run_dir.join(format!("{seq}.sock")),
                         log: container_log_path(&ctx.config.state_dir, &namespace, &name, &c.name),
+                        socket_pointer: server_socket_pointer(
+                            &ctx.config.state_dir,
+                            &namespace,
+                            &name,
+                            &c.name,
+                        ),
                     },
                     process: None,
                     started: None,
@@ -605,6 +611,11 @@ async fn start(
         std::fs::create_dir_all(&slot.files.dir)
             .context(|| format!("creating {}", slot.files.dir.display()))?;
         let plan = container::plan(scope, &slot.spec, slot.runtime, &slot.files, mounts, env)?;
+        if matches!(slot.runtime, Runtime::MariaDb | Runtime::MySql) {
+            let pointer = &slot.files.socket_pointer;
+            std::fs::write(pointer, slot.files.socket.as_os_str().as_encoded_bytes())
+                .context(|| format!("writing {}", pointer.display()))?;
+        }
         logs::begin_run(
             &slot.files.log,
             pod.metadata.uid.as_deref().unwrap_or_default(),

@@ -108,7 +108,9 @@ pub async fn pod_ip(client: &kube::Client, ns: &str, pod: &str) -> String {
     pod.status.unwrap().pod_ip.unwrap()
 }
 
-/// A root connection to a pod, or none while it cannot be had (pod restarting).
+/// A root connection to a pod over its server's socket (root exists only at
+/// `localhost`, as `kubectl exec` would reach it), or none while it cannot be had
+/// (pod restarting).
 pub async fn try_root_conn(
     client: &kube::Client,
     ns: &str,
@@ -120,17 +122,11 @@ pub async fn try_root_conn(
         .await
         .ok()?;
     let password = String::from_utf8(secret.data?["root-password"].0.clone()).ok()?;
-    let ip = Api::<Pod>::namespaced(client.clone(), ns)
-        .get(pod)
-        .await
-        .ok()?
-        .status?
-        .pod_ip?;
+    let socket = super::shared().await.server_socket(ns, pod, "mysql")?;
     let opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ip)
+        .socket(Some(socket.display().to_string()))
         .user(Some("root"))
-        .pass(Some(password))
-        .prefer_socket(false);
+        .pass(Some(password));
     mysql_async::Conn::new(opts).await.ok()
 }
 

@@ -44,7 +44,8 @@ pub trait Replication: Sync {
         credentials: Option<&ReplicationCredentials>,
         was_master: bool,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Makes the instance read-only, or writable.
+    /// Fences the instance (read-only, and the sessions read-only may not bind ended:
+    /// see [`set_read_only`]), or makes it writable.
     fn set_read_only(
         &self,
         key: &InstanceKey,
@@ -237,7 +238,12 @@ pub async fn start_replica(connector: &Connector, key: &InstanceKey) -> Result<(
     s.exec(&start).await
 }
 
-/// Makes an instance read-only, or writable.
+/// Makes an instance writable, or fences it: read-only, then every client session
+/// ended that read-only might not bind (see [`Dialect::fenced_sessions_query`]).
+/// Whatever such a session committed before its end is in the instance's position
+/// read afterwards, so a catch-up to that position carries it.
+///
+/// [`Dialect::fenced_sessions_query`]: crate::topology::dialect::Dialect::fenced_sessions_query
 pub async fn set_read_only(
     connector: &Connector,
     key: &InstanceKey,
@@ -246,6 +252,30 @@ pub async fn set_read_only(
     let mut s = connector.connect(key).await?;
     for stmt in s.dialect.set_read_only(read_only) {
         s.exec(&stmt).await?;
+    }
+    if read_only {
+        end_client_sessions(&mut s).await?;
+    }
+    Ok(())
+}
+
+/// "Unknown thread id": the session ended by itself meanwhile.
+const UNKNOWN_THREAD: u16 = 1094;
+/// "You are not owner of thread": MySQL keeps SYSTEM_USER sessions from accounts
+/// without SYSTEM_USER, which korc's lacks. `super_read_only` binds them already.
+const NOT_OWNER: u16 = 1095;
+
+async fn end_client_sessions(s: &mut Session) -> Result<()> {
+    let rows = s.rows(s.dialect.fenced_sessions_query()).await?;
+    let flavor = s.dialect.flavor;
+    for id in rows.iter().filter_map(|r| r.get("id").cloned().flatten()) {
+        match s.exec(&format!("KILL CONNECTION {id}")).await {
+            Err(crate::topology::Error::Sql {
+                source: mysql_async::Error::Server(e),
+                ..
+            }) if e.code == UNKNOWN_THREAD || (e.code == NOT_OWNER && flavor == Flavor::Mysql) => {}
+            other => other?,
+        }
     }
     Ok(())
 }
