@@ -12,6 +12,7 @@ pub mod failover;
 pub mod hooks;
 pub mod metrics;
 pub mod rollout;
+pub mod rotation;
 pub mod server;
 pub mod status;
 

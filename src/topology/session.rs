@@ -40,6 +40,9 @@ pub struct Connector {
     /// Bound on each statement.
     pub query_timeout: Duration,
     addresses: HashMap<InstanceKey, InstanceKey>,
+    /// Tried when `credentials` are refused: while a new password replicates, some
+    /// instances still have the one before.
+    previous: Option<Credentials>,
 }
 
 impl Connector {
@@ -51,7 +54,17 @@ impl Connector {
             connect_timeout: Duration::from_secs(1),
             query_timeout: Duration::from_secs(2),
             addresses: HashMap::new(),
+            previous: None,
         }
+    }
+
+    /// Also tries `password` where the current one is refused (a rotation under way).
+    pub fn with_previous_password(mut self, password: String) -> Self {
+        self.previous = (password != self.credentials.password).then(|| Credentials {
+            user: self.credentials.user.clone(),
+            password,
+        });
+        self
     }
 
     /// Dial `address` whenever `key` is meant.
@@ -66,21 +79,16 @@ impl Connector {
 
     /// Opens a session.
     pub async fn connect(&self, key: &InstanceKey) -> Result<Session> {
-        let address = self.address_of(key);
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(address.host.clone())
-            .tcp_port(address.port)
-            .user(Some(self.credentials.user.clone()))
-            .pass(Some(self.credentials.password.clone()))
-            .prefer_socket(false)
-            .tcp_nodelay(true)
-            .stmt_cache_size(0);
-        let conn = bounded(key, "connecting", self.connect_timeout, Conn::new(opts))
-            .await?
-            .map_err(|source| Error::Connect {
-                instance: key.clone(),
-                source,
-            })?;
+        let conn = match (self.open(key, &self.credentials).await, &self.previous) {
+            (
+                Err(Error::Connect {
+                    source: mysql_async::Error::Server(e),
+                    ..
+                }),
+                Some(previous),
+            ) if e.code == ACCESS_DENIED => self.open(key, previous).await?,
+            (other, _) => other?,
+        };
         let dialect = Dialect::from_version(conn.server_version());
         Ok(Session {
             key: key.clone(),
@@ -88,6 +96,29 @@ impl Connector {
             dialect,
             timeout: self.query_timeout,
         })
+    }
+}
+
+/// "Access denied for user".
+const ACCESS_DENIED: u16 = 1045;
+
+impl Connector {
+    async fn open(&self, key: &InstanceKey, credentials: &Credentials) -> Result<Conn> {
+        let address = self.address_of(key);
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(address.host.clone())
+            .tcp_port(address.port)
+            .user(Some(credentials.user.clone()))
+            .pass(Some(credentials.password.clone()))
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .stmt_cache_size(0);
+        bounded(key, "connecting", self.connect_timeout, Conn::new(opts))
+            .await?
+            .map_err(|source| Error::Connect {
+                instance: key.clone(),
+                source,
+            })
     }
 }
 
