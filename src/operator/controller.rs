@@ -65,6 +65,8 @@ const REAPPLY: Duration = Duration::from_secs(60);
 pub struct Settings {
     /// How replicas name their source.
     pub source_address: SourceAddress,
+    /// The namespaces korc watches; all when empty.
+    pub watch_namespaces: Vec<String>,
 }
 
 /// What korc remembers of a cluster between reconciliations.
@@ -88,8 +90,9 @@ pub struct Context {
     pub client: Client,
     /// Publishes Events.
     pub recorder: Recorder,
-    /// The pods korc manages, kept by a reflector.
-    pub pods: Store<Pod>,
+    /// The pods korc manages, kept by one reflector per watched namespace (one for
+    /// all namespaces when korc watches them all).
+    pub pods: Vec<Store<Pod>>,
     /// Metrics.
     pub metrics: Metrics,
     /// Settings.
@@ -107,7 +110,7 @@ impl Context {
     pub fn new(
         client: Client,
         recorder: Recorder,
-        pods: Store<Pod>,
+        pods: Vec<Store<Pod>>,
         metrics: Metrics,
         settings: Settings,
         leadership: Leadership,
@@ -124,6 +127,15 @@ impl Context {
             memory: Mutex::default(),
             zones: Mutex::default(),
         }
+    }
+
+    /// The pods korc manages in namespace `ns`, from the caches.
+    fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
+        self.pods
+            .iter()
+            .flat_map(Store::state)
+            .filter(|p| p.namespace().as_deref() == Some(ns))
+            .collect()
     }
 
     /// Drops what korc keeps for clusters that no longer exist (`namespace/name` keys
@@ -690,12 +702,9 @@ async fn apply_if_changed(
 async fn members(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Vec<Member> {
     let name = headless_service(cluster);
     let mut pods: Vec<(i32, Arc<Pod>)> = ctx
-        .pods
-        .state()
+        .pods_in(ns)
         .into_iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(ns) && p.labels().get(INSTANCE_LABEL) == Some(&name)
-        })
+        .filter(|p| p.labels().get(INSTANCE_LABEL) == Some(&name))
         .filter_map(|p| {
             let ordinal = p
                 .name_any()
@@ -875,10 +884,8 @@ fn count_probes(ctx: &Context, instances: &[Instance]) {
 async fn label_roles(ctx: &Context, ns: &str, members: &[Member], plan: &Plan) -> Result<()> {
     let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     let labels: HashMap<String, String> = ctx
-        .pods
-        .state()
+        .pods_in(ns)
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns))
         .filter_map(|p| Some((p.name_any(), p.labels().get(ROLE_LABEL)?.clone())))
         .collect();
     for m in members {
