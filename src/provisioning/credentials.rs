@@ -180,11 +180,13 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
             // max_connections is reached), reading replica and binlog status
             // REPLICATION CLIENT, the acknowledged no-op (FLUSH USER_RESOURCES) RELOAD,
             // the process list PROCESS, changing korc's accounts' passwords (rotation)
-            // CREATE USER.
+            // CREATE USER, copying a donor's data over a broken instance (clone)
+            // CLONE_ADMIN here and BACKUP_ADMIN for the replication account, the donor's
+            // side (it already receives every row change).
             sql += &format!(
                 "GRANT CREATE USER, RELOAD, PROCESS, REPLICATION CLIENT ON *.* TO '{OPERATOR_USER}'@'%';\n\
-                 GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
-                 GRANT REPLICATION SLAVE ON *.* TO '{REPLICATION_USER}'@'%';\n\
+                 GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN, CLONE_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT REPLICATION SLAVE, BACKUP_ADMIN ON *.* TO '{REPLICATION_USER}'@'%';\n\
                  GRANT PROCESS, REPLICATION CLIENT ON *.* TO '{MONITOR_USER}'@'%';\n"
             );
             // Last, once every account exists: every later start of the server is
@@ -301,6 +303,7 @@ mod tests {
                 OPERATOR_USER,
                 &[
                     "CREATE USER",
+                    "CLONE_ADMIN",
                     "SYSTEM_VARIABLES_ADMIN",
                     "REPLICATION_SLAVE_ADMIN",
                     "CONNECTION_ADMIN",
@@ -324,8 +327,8 @@ mod tests {
             (
                 Flavor::Mysql,
                 REPLICATION_USER,
-                &["REPLICATION SLAVE"][..],
-                &["SUPER"][..],
+                &["REPLICATION SLAVE", "BACKUP_ADMIN"][..],
+                &["SUPER", "CLONE_ADMIN"][..],
             ),
             (
                 Flavor::Mariadb,
