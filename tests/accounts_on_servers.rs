@@ -6,8 +6,7 @@
 mod support;
 
 use mysql_async::prelude::Queryable;
-use std::process::Command;
-use support::{ADMIN, Flavor, MONITOR, REPL, Sandbox, korc_json};
+use support::{ADMIN, Flavor, MONITOR, REPL, Sandbox, korc_as, korc_json};
 
 on_both_flavors!(
     korc_accounts_do_their_jobs_and_touch_no_user_data;
@@ -17,24 +16,18 @@ on_both_flavors!(
 
 /// `korc analyze` as the monitoring account: reads are all it needs.
 fn analyze_as_monitor(sb: &Sandbox) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_korc"))
-        .args([
+    let (code, out, err) = korc_as(
+        MONITOR,
+        &[
             "analyze",
             "--instances",
             &sb.instances(),
             "--output",
             "json",
-        ])
-        .env("KORC_MYSQL_USER", MONITOR.0)
-        .env("KORC_MYSQL_PASSWORD", MONITOR.1)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
 }
 
 fn korc_accounts_do_their_jobs_and_touch_no_user_data(flavor: Flavor) {

@@ -584,6 +584,13 @@ async fn read_passwords(
 /// cannot reach the instances until it is fixed. A failed write is logged.
 async fn report_credentials_problem(ctx: &Context, cluster: &MySQLCluster, message: &str) {
     let mut status = cluster.status.clone().unwrap_or_default();
+    let reported = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == CREDENTIALS_CONDITION && c.status == "False" && c.message == message);
+    if reported {
+        return;
+    }
     status
         .conditions
         .retain(|c| c.type_ != CREDENTIALS_CONDITION);
@@ -597,9 +604,6 @@ async fn report_credentials_problem(ctx: &Context, cluster: &MySQLCluster, messa
         ),
         observed_generation: cluster.metadata.generation,
     });
-    if cluster.status.as_ref().map(|s| &s.conditions) == Some(&status.conditions) {
-        return;
-    }
     if let Err(e) = write_status(ctx, cluster, status).await {
         tracing::warn!(error = %e, "cannot report the credentials problem");
     }

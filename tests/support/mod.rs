@@ -755,10 +755,16 @@ pub fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 
 /// Runs the korc binary with the sandbox's admin credentials.
 pub fn korc(args: &[&str]) -> (i32, String, String) {
+    korc_as(ADMIN, args)
+}
+
+/// Runs the korc binary as `account` (user, password), replicas repointed with the
+/// sandbox's replication account.
+pub fn korc_as(account: (&str, &str), args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_korc"))
         .args(args)
-        .env("KORC_MYSQL_USER", ADMIN.0)
-        .env("KORC_MYSQL_PASSWORD", ADMIN.1)
+        .env("KORC_MYSQL_USER", account.0)
+        .env("KORC_MYSQL_PASSWORD", account.1)
         .env("KORC_REPLICATION_USER", REPL.0)
         .env("KORC_REPLICATION_PASSWORD", REPL.1)
         .output()
