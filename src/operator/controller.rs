@@ -17,6 +17,7 @@ use super::hooks;
 use super::metrics::{BlockLabels, RecoveryLabels};
 use super::metrics::{ClusterLabels, CodeLabels, Metrics, OutcomeLabels};
 use super::status::{self, Member, Observation, VOLATILE_REFRESH};
+use super::tls::{Certificates, ClusterTls};
 use crate::api::{AcknowledgementStatus, MySQLCluster, MySQLClusterStatus, RecoveryStatus};
 use crate::provisioning::{
     self, Desired, INSTANCE_LABEL, MYSQL_PORT, Passwords, ROLE_LABEL, SourceAddress,
@@ -28,7 +29,7 @@ use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy};
 use crate::topology::probe::{now_ms, probe_cluster};
 use crate::topology::recovery::RecoveryContext;
-use crate::topology::session::{Connector, Credentials};
+use crate::topology::session::{ConnectionPools, Connector, Credentials};
 use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
@@ -94,6 +95,10 @@ pub struct Context {
     pub identity: String,
     memory: Mutex<HashMap<String, Memory>>,
     zones: Mutex<HashMap<String, Option<String>>>,
+    /// Connections to the instances, kept between reconciliations.
+    pools: ConnectionPools,
+    /// The clusters' certificates.
+    certificates: Certificates,
 }
 
 impl Context {
@@ -117,12 +122,15 @@ impl Context {
             identity,
             memory: Mutex::default(),
             zones: Mutex::default(),
+            pools: ConnectionPools::default(),
+            certificates: Certificates::default(),
         }
     }
 
     /// Drops what korc keeps for clusters that no longer exist (`namespace/name` keys
     /// not in `present`): their memory and their metric series.
     pub fn forget_all_but(&self, present: &std::collections::HashSet<String>) {
+        self.certificates.forget_all_but(present);
         let mut all = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         let gone: Vec<String> = all
             .keys()
@@ -173,6 +181,10 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     let (passwords, generated) = passwords(&ctx, &cluster, &ns, &id).await?;
+    let tls = ctx
+        .certificates
+        .ensure(&ctx.client, &cluster, &id, !cluster.spec.paused)
+        .await?;
     if !cluster.spec.paused {
         let desired =
             provisioning::build(&cluster, &passwords, generated, ctx.settings.source_address);
@@ -180,10 +192,13 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     }
 
     let members = members(&ctx, &cluster, &ns).await;
-    let connector = connector(&members, &passwords);
+    let connector = connector(&ctx, &members, &passwords, tls.as_ref());
     let keys: Vec<InstanceKey> = members.iter().map(|m| m.key.clone()).collect();
     let previous = ctx.memory(&id, |m| m.instances.clone());
     let mut instances = probe_cluster(&connector, &keys, &previous).await;
+    if tls.is_some() && !cluster.spec.paused {
+        ctx.certificates.reload(&id, &connector, &instances).await;
+    }
     count_probes(&ctx, &instances);
     let policy = policy(&cluster, &members);
     let mut analysis = analyze(&instances, &policy, now_ms());
@@ -212,6 +227,9 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let replication = ReplicationCredentials {
         user: provisioning::REPLICATION_USER.into(),
         password: passwords.replication.clone(),
+        source_ca: tls
+            .as_ref()
+            .map(|_| provisioning::tls_path(provisioning::certificates::CA_CERT)),
     };
     let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
     let (plan, blocker) = match decision {
@@ -705,11 +723,20 @@ async fn zone_of(ctx: &Context, node: &str) -> Option<String> {
 }
 
 /// Connects as korc's account, dialling each pod's IP whatever name replicas use.
-fn connector(members: &[Member], passwords: &Passwords) -> Connector {
+fn connector(
+    ctx: &Context,
+    members: &[Member],
+    passwords: &Passwords,
+    tls: Option<&ClusterTls>,
+) -> Connector {
     let mut c = Connector::new(Credentials {
         user: provisioning::OPERATOR_USER.into(),
         password: passwords.operator.clone(),
     });
+    c.share_pools(&ctx.pools);
+    if let Some(tls) = tls {
+        c.tls = tls.connector_tls();
+    }
     // A hung instance must not hold a probe round (every second) for long.
     c.query_timeout = Duration::from_secs(1);
     for m in members {

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod rollout;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 use crate::api::MySQLCluster;
 use crate::provisioning::INSTANCE_LABEL;
