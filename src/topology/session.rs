@@ -177,12 +177,24 @@ impl Connector {
 
     /// Opens a session, on a kept connection when one is idle.
     pub async fn connect(&self, key: &InstanceKey) -> Result<Session> {
+        let opts = self.opts(key);
+        let pool = self.pools.pool(self.address_of(key), opts);
+        self.session(key, pool.get_conn()).await
+    }
+
+    /// Opens a session on a new connection, closed when the session ends (what a
+    /// connection established now sees, such as the certificate served now).
+    pub async fn connect_new(&self, key: &InstanceKey) -> Result<Session> {
+        self.session(key, Conn::new(self.opts(key))).await
+    }
+
+    fn opts(&self, key: &InstanceKey) -> Opts {
         let address = self.address_of(key);
         let pool_opts = PoolOpts::default()
             .with_constraints(PoolConstraints::new(1, 16).expect("1 <= 16"))
             .with_inactive_connection_ttl(Duration::from_secs(60))
             .with_reset_connection(false);
-        let opts = OptsBuilder::default()
+        OptsBuilder::default()
             .ip_or_hostname(address.host.clone())
             .tcp_port(address.port)
             .user(Some(self.credentials.user.clone()))
@@ -191,9 +203,16 @@ impl Connector {
             .tcp_nodelay(true)
             .stmt_cache_size(0)
             .ssl_opts(self.tls.ssl_opts())
-            .pool_opts(pool_opts);
-        let pool = self.pools.pool(address, opts.into());
-        let conn = bounded(key, "connecting", self.connect_timeout, pool.get_conn())
+            .pool_opts(pool_opts)
+            .into()
+    }
+
+    async fn session(
+        &self,
+        key: &InstanceKey,
+        conn: impl Future<Output = mysql_async::Result<Conn>>,
+    ) -> Result<Session> {
+        let conn = bounded(key, "connecting", self.connect_timeout, conn)
             .await?
             .map_err(|source| Error::Connect {
                 instance: key.clone(),

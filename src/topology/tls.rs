@@ -64,12 +64,13 @@ pub enum Served {
 }
 
 /// The end of validity of the certificate `key` serves to new connections; `None`
-/// when it serves none.
+/// when it serves none. Read over a new connection: a server shows the certificate
+/// of the connection asking, and a kept one may predate a reload.
 pub async fn served_not_after(
     connector: &Connector,
     key: &InstanceKey,
 ) -> Result<Option<SystemTime>> {
-    let mut s = connector.connect(key).await?;
+    let mut s = connector.connect_new(key).await?;
     let q = s.dialect.served_certificate_query();
     let values = s.name_values(q).await?;
     Ok(values
