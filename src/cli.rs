@@ -10,7 +10,7 @@ mod text;
 
 use crate::topology::analysis::{Analysis, AnalysisCode, analyze};
 use crate::topology::cluster::imply_roles;
-use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::dialect::{ReplicationCredentials, SourceCa};
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy, PromotionRule};
 use crate::topology::probe::{now_ms, probe_cluster};
@@ -262,8 +262,11 @@ pub struct ClusterArgs {
     /// (for instances dialled by IP whose certificates name the cluster).
     #[arg(long, value_name = "NAME")]
     pub ssl_server_name: Option<String>,
-    /// The CA certificate file on the replicas: a replica korc points at a source
-    /// replicates over TLS and verifies its source against it.
+    /// A replica korc points at a source replicates over TLS, verifying its source
+    /// against the CA file its own server is configured with (`ssl_ca`).
+    #[arg(long)]
+    pub replication_ssl: bool,
+    /// Like --replication-ssl, against this CA file on the replicas instead.
     #[arg(long, value_name = "PATH")]
     pub replication_ssl_ca: Option<String>,
     /// Connect timeout in milliseconds.
@@ -418,7 +421,11 @@ impl ClusterArgs {
                 .clone()
                 .unwrap_or_else(|| self.user.clone()),
             password,
-            source_ca: self.replication_ssl_ca.clone(),
+            source_ca: match (&self.replication_ssl_ca, self.replication_ssl) {
+                (Some(file), _) => Some(SourceCa::File(file.clone())),
+                (None, true) => Some(SourceCa::ServerCa),
+                (None, false) => None,
+            },
         })
     }
 

@@ -177,8 +177,7 @@ fn a_switchover_keeps_replication_on_tls(flavor: Flavor) {
         &ca,
         "--ssl-server-name",
         TLS_SERVER_NAME,
-        "--replication-ssl-ca",
-        &ca,
+        "--replication-ssl",
     ]);
     assert_eq!(code, 0, "{rec:#}");
     let successor = rec["successor"].as_str().unwrap().to_string();
@@ -217,6 +216,7 @@ async fn a_renewed_certificate_is_served_without_a_restart(flavor: Flavor) {
             .unwrap()
     };
     let before = served_not_after(&c, &key(primary)).await.unwrap().unwrap();
+    let positions: Vec<String> = sb.servers.iter().map(|s| s.gtid_position()).collect();
     let uptime_before = uptime(primary);
 
     // A certificate that ends a day earlier than the first: a different one.
@@ -242,6 +242,11 @@ async fn a_renewed_certificate_is_served_without_a_restart(flavor: Flavor) {
             "reloading again is harmless"
         );
     }
+    let after: Vec<String> = sb.servers.iter().map(|s| s.gtid_position()).collect();
+    assert_eq!(
+        after, positions,
+        "a reload writes no transaction (no errant GTID on replicas)"
+    );
     // A fresh connection (a new connector keeps none) sees the new certificate.
     let fresh = connector(certs.connector_tls());
     assert_eq!(

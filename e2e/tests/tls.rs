@@ -36,16 +36,34 @@ async fn replica_field(conn: &mut mysql_async::Conn, column: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The end of validity of the certificate a server serves to new connections.
-async fn served(client: &kube::Client, ns: &str, pod: &str) -> Option<SystemTime> {
-    let mut c = root_conn(client, ns, "db", pod).await;
-    let text = scalar(
-        &mut c,
-        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-         WHERE VARIABLE_NAME = 'SSL_SERVER_NOT_AFTER'",
-    )
-    .await;
-    korc::topology::tls::parse_openssl_time(&text)
+/// korc's account over TLS verified against `ca`, to a pod.
+async fn korc_conn(client: &kube::Client, ns: &str, pod: &str, ca: &str) -> mysql_async::Conn {
+    let passwords = secret_data(client, ns, "db-credentials").await;
+    let operator = String::from_utf8(passwords["operator-password"].clone()).unwrap();
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(pod_ip(client, ns, pod).await)
+        .user(Some("korc"))
+        .pass(Some(operator))
+        .prefer_socket(false)
+        .ssl_opts(Some(
+            mysql_async::SslOpts::default()
+                .with_root_certs(vec![ca.as_bytes().to_vec().into()])
+                .with_disable_built_in_roots(true)
+                .with_danger_tls_hostname_override(Some(format!("db.{ns}.svc"))),
+        ));
+    mysql_async::Conn::new(opts).await.unwrap()
+}
+
+/// The end of validity of the certificate a server serves to a new connection (the
+/// servers show it to TLS sessions only).
+async fn served(client: &kube::Client, ns: &str, pod: &str, ca: &str) -> Option<SystemTime> {
+    use mysql_async::prelude::Queryable;
+    let mut c = korc_conn(client, ns, pod, ca).await;
+    let row: Option<(String, String)> = c
+        .query_first("SHOW GLOBAL STATUS LIKE 'Ssl\\_server\\_not\\_after'")
+        .await
+        .unwrap();
+    korc::topology::tls::parse_openssl_time(&row?.1)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -75,7 +93,7 @@ async fn a_default_cluster_runs_on_tls_and_renews_without_a_restart() {
     // Replicas stream over TLS, every server serves the certificate.
     for pod in ["db-0", "db-1", "db-2"] {
         assert_eq!(
-            served(&client, ns, pod).await,
+            served(&client, ns, pod, &ca.cert).await,
             Some(facts.not_after),
             "{pod}"
         );
@@ -98,26 +116,14 @@ async fn a_default_cluster_runs_on_tls_and_renews_without_a_restart() {
     // korc's account (which probes: the cluster is healthy) refuses plain text.
     let passwords = secret_data(&client, ns, "db-credentials").await;
     let operator = String::from_utf8(passwords["operator-password"].clone()).unwrap();
-    let ip = pod_ip(&client, ns, "db-1").await;
     let plain = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ip.clone())
+        .ip_or_hostname(pod_ip(&client, ns, "db-1").await)
         .user(Some("korc"))
-        .pass(Some(operator.clone()))
+        .pass(Some(operator))
         .prefer_socket(false);
     let refused = mysql_async::Conn::new(plain).await.unwrap_err();
     assert!(refused.to_string().contains("denied"), "{refused}");
-    let encrypted = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(ip)
-        .user(Some("korc"))
-        .pass(Some(operator))
-        .prefer_socket(false)
-        .ssl_opts(Some(
-            mysql_async::SslOpts::default()
-                .with_root_certs(vec![ca.cert.clone().into_bytes().into()])
-                .with_disable_built_in_roots(true)
-                .with_danger_tls_hostname_override(Some("db.tls.svc")),
-        ));
-    let mut c = mysql_async::Conn::new(encrypted).await.unwrap();
+    let mut c = korc_conn(&client, ns, "db-1", &ca.cert).await;
     let cipher = scalar(
         &mut c,
         "SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'SSL_CIPHER'",
@@ -168,7 +174,9 @@ async fn a_default_cluster_runs_on_tls_and_renews_without_a_restart() {
         wait_for(
             &format!("{pod} to serve the renewed certificate"),
             60,
-            || async { (served(&client, ns, pod).await == Some(renewed.not_after)).then_some(()) },
+            || async {
+                (served(&client, ns, pod, &ca.cert).await == Some(renewed.not_after)).then_some(())
+            },
         )
         .await;
     }

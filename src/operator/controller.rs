@@ -24,7 +24,7 @@ use crate::provisioning::{
     credentials_secret, headless_service,
 };
 use crate::topology::analysis::{Analysis, analyze};
-use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::dialect::{ReplicationCredentials, SourceCa};
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy};
 use crate::topology::probe::{now_ms, probe_cluster};
@@ -227,9 +227,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let replication = ReplicationCredentials {
         user: provisioning::REPLICATION_USER.into(),
         password: passwords.replication.clone(),
-        source_ca: tls
-            .as_ref()
-            .map(|_| provisioning::tls_path(provisioning::certificates::CA_CERT)),
+        source_ca: tls.as_ref().map(|_| SourceCa::ServerCa),
     };
     let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
     let (plan, blocker) = match decision {

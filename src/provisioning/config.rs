@@ -179,7 +179,7 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
     }
     if spec.tls.enabled {
         // The mounted Secret's files: a renewal replaces them and korc has the server
-        // reload them (FLUSH SSL, ALTER INSTANCE RELOAD TLS), without a restart.
+        // reload them (FLUSH LOCAL SSL, ALTER INSTANCE RELOAD TLS), without a restart.
         cnf += &format!(
             "ssl_ca={}\nssl_cert={}\nssl_key={}\n",
             tls_path(CA_CERT),

@@ -17,9 +17,21 @@ pub struct ReplicationCredentials {
     pub user: String,
     /// Its password.
     pub password: String,
-    /// The CA certificate file, on the replica, its source's certificate must verify
-    /// to: replication runs over TLS when set.
-    pub source_ca: Option<String>,
+    /// The CA its source's certificate must verify to: replication runs over TLS
+    /// when set.
+    pub source_ca: Option<SourceCa>,
+}
+
+/// The CA a replica verifies its source's certificate against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceCa {
+    /// This CA file on the replica.
+    File(String),
+    /// The CA file the replica's own server is configured with (its `ssl_ca`): in a
+    /// korc cluster every instance has the cluster's CA there. Read when the replica
+    /// is pointed at its source (see `point_to`), so no path outside the server is
+    /// assumed.
+    ServerCa,
 }
 
 impl std::fmt::Debug for ReplicationCredentials {
@@ -205,7 +217,11 @@ impl Dialect {
             );
             match &c.source_ca {
                 Some(ca) => {
-                    s += &format!(", {word}_SSL=1, {word}_SSL_CA={}", quote(ca));
+                    s += &format!(", {word}_SSL=1");
+                    // ServerCa is resolved to a file before a statement is made.
+                    if let SourceCa::File(file) = ca {
+                        s += &format!(", {word}_SSL_CA={}", quote(file));
+                    }
                     if self.flavor == Flavor::Mariadb {
                         s += ", MASTER_SSL_VERIFY_SERVER_CERT=0";
                     }
@@ -294,11 +310,18 @@ impl Dialect {
     }
 
     /// Has the server load its certificate, key and CA files again, without a restart.
+    /// Kept out of the binary log: MariaDB logs `FLUSH` statements, and a replica
+    /// would hold a transaction of its own (an errant GTID).
     pub fn reload_tls(&self) -> &'static str {
         match self.flavor {
-            Flavor::Mariadb => "FLUSH SSL",
+            Flavor::Mariadb => "FLUSH LOCAL SSL",
             Flavor::Mysql => "ALTER INSTANCE RELOAD TLS",
         }
+    }
+
+    /// The CA file the server is configured with (empty or NULL when none).
+    pub fn server_ca_query(&self) -> &'static str {
+        "SELECT @@global.ssl_ca"
     }
 
     /// The end of validity of the certificate the server presents to new connections

@@ -566,7 +566,9 @@ impl Server {
                 Some(&korc::topology::dialect::ReplicationCredentials {
                     user: REPL.0.into(),
                     password: REPL.1.into(),
-                    source_ca: Some(ca.display().to_string()),
+                    source_ca: Some(korc::topology::dialect::SourceCa::File(
+                        ca.display().to_string(),
+                    )),
                 }),
             );
             self.sql(&format!("STOP REPLICA; {change}; START REPLICA"));

@@ -274,7 +274,7 @@ fn change_source_statements() {
         "CHANGE MASTER TO MASTER_HOST='127.0.10.2', MASTER_PORT=3306, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
     );
     let tls = ReplicationCredentials {
-        source_ca: Some("/etc/mysql/tls/ca.crt".into()),
+        source_ca: Some(SourceCa::File("/etc/mysql/tls/ca.crt".into())),
         ..creds.clone()
     };
     assert_eq!(
@@ -294,6 +294,16 @@ fn change_source_statements() {
         "CHANGE MASTER TO MASTER_HOST='127.0.10.2', MASTER_PORT=3306, MASTER_USER='repl', \
          MASTER_PASSWORD='p''w', MASTER_SSL=1, MASTER_SSL_CA='/etc/mysql/tls/ca.crt', \
          MASTER_SSL_VERIFY_SERVER_CERT=0, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+    );
+    let unresolved = ReplicationCredentials {
+        source_ca: Some(SourceCa::ServerCa),
+        ..creds.clone()
+    };
+    assert_eq!(
+        MARIADB.change_source("h", 1, Some(&unresolved)),
+        "CHANGE MASTER TO MASTER_HOST='h', MASTER_PORT=1, MASTER_USER='repl', MASTER_PASSWORD='p''w', \
+         MASTER_SSL=1, MASTER_SSL_VERIFY_SERVER_CERT=0, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+        "TLS still, were it not resolved to the server's CA file first"
     );
     assert_eq!(
         MARIADB.change_source("127.0.10.2", 3306, Some(&creds)),
@@ -390,7 +400,7 @@ fn quoting() {
 
 #[test]
 fn tls_reload_statements() {
-    assert_eq!(MARIADB.reload_tls(), "FLUSH SSL");
+    assert_eq!(MARIADB.reload_tls(), "FLUSH LOCAL SSL");
     assert_eq!(MYSQL84.reload_tls(), "ALTER INSTANCE RELOAD TLS");
     assert_eq!(MYSQL80.reload_tls(), "ALTER INSTANCE RELOAD TLS");
 }
