@@ -79,6 +79,11 @@ pub enum Command {
         /// no cluster DNS (korc's local control plane).
         #[arg(long, env = "KORC_SOURCE_ADDRESS", value_enum, default_value_t = crate::provisioning::SourceAddress::PodDns)]
         source_address: crate::provisioning::SourceAddress,
+        /// Watch only these namespaces (comma-separated); every namespace when empty.
+        /// The Helm chart's `watchNamespaces` gives korc Roles in them instead of a
+        /// ClusterRole.
+        #[arg(long, env = "KORC_WATCH_NAMESPACES", value_delimiter = ',')]
+        watch_namespaces: Vec<String>,
         /// Leader election.
         #[command(flatten)]
         election: crate::operator::election::ElectionArgs,
@@ -722,10 +727,14 @@ pub async fn run(command: Command) -> Result<u8> {
         Command::Run {
             listen,
             source_address,
+            watch_namespaces,
             election,
         } => {
             crate::operator::run(
-                crate::operator::controller::Settings { source_address },
+                crate::operator::controller::Settings {
+                    source_address,
+                    watch_namespaces,
+                },
                 &election,
                 listen,
             )

@@ -155,7 +155,12 @@ pub fn plan(
         }
         match view.source_of(i) {
             Some(s) if s == p => {
-                if primary.reachable && stopped_cleanly(inst) {
+                if primary.reachable && refused_credentials(inst) {
+                    out.actions.push(Action::Attach {
+                        replica: inst.key.clone(),
+                        source: primary.key.clone(),
+                    });
+                } else if primary.reachable && stopped_cleanly(inst) {
                     out.actions.push(Action::StartReplication(inst.key.clone()));
                 }
                 out.replicas.push(pod.clone())
@@ -186,6 +191,18 @@ fn stopped_cleanly(inst: &Instance) -> bool {
             && r.sql_running == ThreadState::Yes
             && (r.last_io_errno == 0 || (2000..3000).contains(&r.last_io_errno))
     })
+}
+
+/// "Access denied": the source refused the replica's credentials.
+const ACCESS_DENIED: u32 = 1045;
+
+/// The replica's receiver is refused by the source for its credentials: the
+/// replication password changed while it was away (see `docs/credentials.md`).
+/// Attaching it again gives it the current one.
+fn refused_credentials(inst: &Instance) -> bool {
+    inst.replication
+        .as_ref()
+        .is_some_and(|r| r.io_running != ThreadState::Yes && r.last_io_errno == ACCESS_DENIED)
 }
 
 /// Runs the actions; returns each one's result (the server's error as text), in order.
@@ -447,5 +464,25 @@ mod tests {
                 Action::StartReplication(member(4).key)
             ]
         );
+    }
+
+    #[test]
+    fn a_replica_refused_for_its_credentials_is_attached_again() {
+        let members: Vec<Member> = (0..2).map(member).collect();
+        let mut primary = fresh(0);
+        primary.read_only = Some(false);
+        let mut refused = replica_of(1, 0);
+        let r = refused.replication.as_mut().unwrap();
+        r.io_running = ThreadState::Connecting;
+        r.last_io_errno = 1045;
+        let p = plan(&members, &[primary, refused], Some("db-0"), false);
+        assert_eq!(
+            p.actions,
+            vec![Action::Attach {
+                replica: member(1).key,
+                source: member(0).key
+            }]
+        );
+        assert_eq!(p.replicas, vec!["db-1"]);
     }
 }

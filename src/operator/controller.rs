@@ -16,6 +16,7 @@ use super::failover;
 use super::hooks;
 use super::metrics::{BlockLabels, RecoveryLabels};
 use super::metrics::{ClusterLabels, CodeLabels, Metrics, OutcomeLabels};
+use super::rotation::{self, PasswordState, Target};
 use super::status::{self, Member, Observation, VOLATILE_REFRESH};
 use super::tls::{Certificates, ClusterTls};
 use crate::api::{AcknowledgementStatus, MySQLCluster, MySQLClusterStatus, RecoveryStatus};
@@ -29,11 +30,12 @@ use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy};
 use crate::topology::probe::{now_ms, probe_cluster};
 use crate::topology::recovery::RecoveryContext;
-use crate::topology::session::{ConnectionPools, Connector, Credentials};
+use crate::topology::session::{ConnectionPools, Connector};
 use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, EvictParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -50,6 +52,10 @@ use std::time::{Duration, Instant};
 pub const FIELD_MANAGER: &str = "korc";
 /// The label the StatefulSet controller puts on each pod: the revision it was made from.
 const REVISION_LABEL: &str = "controller-revision-hash";
+/// How soon a changed password in the credentials Secret is seen.
+const PASSWORDS_REREAD: Duration = Duration::from_secs(5);
+/// The condition saying korc cannot read the passwords it needs.
+const CREDENTIALS_CONDITION: &str = "CredentialsAvailable";
 /// Bound on each statement of a recovery (the probe's is 1 s).
 const RECOVERY_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Objects are re-applied at least this often, to undo drift.
@@ -60,14 +66,16 @@ const REAPPLY: Duration = Duration::from_secs(60);
 pub struct Settings {
     /// How replicas name their source.
     pub source_address: SourceAddress,
+    /// The namespaces korc watches; all when empty.
+    pub watch_namespaces: Vec<String>,
 }
 
 /// What korc remembers of a cluster between reconciliations.
 #[derive(Debug, Default)]
 struct Memory {
     instances: Vec<Instance>,
-    /// The passwords, the Secret they came from, whether korc generated them, and when.
-    passwords: Option<(Passwords, String, bool, Instant)>,
+    /// The passwords, the Secret they came from, and when they were read.
+    passwords: Option<(PasswordState, String, Instant)>,
     applied: Option<(u64, Instant)>,
     written: Option<(MySQLClusterStatus, Instant)>,
     code: Option<String>,
@@ -83,8 +91,9 @@ pub struct Context {
     pub client: Client,
     /// Publishes Events.
     pub recorder: Recorder,
-    /// The pods korc manages, kept by a reflector.
-    pub pods: Store<Pod>,
+    /// The pods korc manages, kept by one reflector per watched namespace (one for
+    /// all namespaces when korc watches them all).
+    pub pods: Vec<Store<Pod>>,
     /// Metrics.
     pub metrics: Metrics,
     /// Settings.
@@ -106,7 +115,7 @@ impl Context {
     pub fn new(
         client: Client,
         recorder: Recorder,
-        pods: Store<Pod>,
+        pods: Vec<Store<Pod>>,
         metrics: Metrics,
         settings: Settings,
         leadership: Leadership,
@@ -125,6 +134,15 @@ impl Context {
             pools: ConnectionPools::default(),
             certificates: Certificates::default(),
         }
+    }
+
+    /// The pods korc manages in namespace `ns`, from the caches.
+    fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
+        self.pods
+            .iter()
+            .flat_map(Store::state)
+            .filter(|p| p.namespace().as_deref() == Some(ns))
+            .collect()
     }
 
     /// Drops what korc keeps for clusters that no longer exist (`namespace/name` keys
@@ -180,15 +198,20 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         publish(&ctx, &cluster, events::invalid_spec(&message)).await;
         return Ok(Action::await_change());
     }
-    let (passwords, generated) = passwords(&ctx, &cluster, &ns, &id).await?;
+    let passwords = passwords(&ctx, &cluster, &ns, &id).await?;
     let tls = ctx
         .certificates
         .ensure(&ctx.client, &cluster, &id, !cluster.spec.paused)
         .await?;
     if !cluster.spec.paused {
-        let desired =
-            provisioning::build(&cluster, &passwords, generated, ctx.settings.source_address);
-        apply_if_changed(&ctx, &cluster, &ns, &id, &desired).await?;
+        let desired = provisioning::build(
+            &cluster,
+            &passwords.desired,
+            passwords.generated,
+            ctx.settings.source_address,
+        );
+        let in_force = provisioning::passwords_in_force(&cluster, &passwords.in_force);
+        apply_if_changed(&ctx, &cluster, &ns, &id, &desired, &in_force).await?;
     }
 
     let members = members(&ctx, &cluster, &ns).await;
@@ -226,7 +249,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     }
     let replication = ReplicationCredentials {
         user: provisioning::REPLICATION_USER.into(),
-        password: passwords.replication.clone(),
+        password: passwords.desired.replication.clone(),
         source_ca: tls.as_ref().map(|_| SourceCa::ServerCa),
     };
     let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
@@ -300,6 +323,22 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     };
     if !cluster.spec.paused {
         label_roles(&ctx, &ns, &members, &plan).await?;
+        if blocker.is_none()
+            && let Some((primary, replicas)) = rotation_targets(&members, &instances, &plan)
+            && rotation::run(
+                &ctx,
+                &cluster,
+                &connector,
+                &primary,
+                &replicas,
+                &passwords,
+                &replication,
+            )
+            .await?
+        {
+            // Read again: the Secret of passwords in force changed.
+            ctx.memory(&id, |m| m.passwords = None);
+        }
     }
     ctx.memory(&id, |m| m.instances = instances.clone());
     report(
@@ -475,27 +514,34 @@ pub(crate) async fn publish(ctx: &Context, cluster: &MySQLCluster, note: Note) {
     }
 }
 
-/// Reads the passwords; generates them (and so owns the Secret) when the user gave none.
-/// They are read again at most every [`REAPPLY`], not on every probe.
+/// Reads the passwords the accounts should have and those they have; generates them
+/// (and so owns the Secret) for a new cluster whose user gave none. They are read again
+/// every [`PASSWORDS_REREAD`], not on every probe.
 async fn passwords(
     ctx: &Context,
     cluster: &MySQLCluster,
     ns: &str,
     id: &str,
-) -> Result<(Passwords, bool)> {
+) -> Result<PasswordState> {
     let name = credentials_secret(cluster);
     let cached = ctx.memory(id, |m| {
         m.passwords
             .as_ref()
-            .filter(|(_, secret, _, at)| *secret == name && at.elapsed() < REAPPLY)
-            .map(|(p, _, generated, _)| (p.clone(), *generated))
+            .filter(|(_, secret, at)| *secret == name && at.elapsed() < PASSWORDS_REREAD)
+            .map(|(p, _, _)| p.clone())
     });
     if let Some(cached) = cached {
         return Ok(cached);
     }
-    let read = read_passwords(ctx, cluster, ns, &name).await?;
+    let read = match read_passwords(ctx, cluster, ns, &name).await {
+        Err(Error::Invalid(message)) => {
+            report_credentials_problem(ctx, cluster, &message).await;
+            return Err(Error::Invalid(message));
+        }
+        other => other?,
+    };
     ctx.memory(id, |m| {
-        m.passwords = Some((read.0.clone(), name, read.1, Instant::now()))
+        m.passwords = Some((read.clone(), name, Instant::now()))
     });
     Ok(read)
 }
@@ -505,28 +551,87 @@ async fn read_passwords(
     cluster: &MySQLCluster,
     ns: &str,
     name: &str,
-) -> Result<(Passwords, bool)> {
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
-        .get_opt(name)
-        .await?;
-    let generated = cluster.spec.credentials_secret.is_none();
-    match secret.and_then(|s| s.data) {
-        Some(data) => {
+) -> Result<PasswordState> {
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), ns);
+    let read = |secret: Option<Secret>, name: String| {
+        secret.and_then(|s| s.data).map(|data| {
             let data: BTreeMap<String, Vec<u8>> = data.into_iter().map(|(k, v)| (k, v.0)).collect();
-            Ok((
-                Passwords::from_secret_data(&data)
-                    .map_err(|e| Error::Invalid(format!("Secret {name}: {e}")))?,
-                generated,
-            ))
+            Passwords::from_secret_data(&data)
+                .map_err(|e| Error::Invalid(format!("Secret {name}: {e}")))
+        })
+    };
+    let generated = cluster.spec.credentials_secret.is_none();
+    let in_force_name = provisioning::in_force_secret(cluster);
+    let desired = read(secrets.get_opt(name).await?, name.to_string()).transpose()?;
+    let in_force = read(
+        secrets.get_opt(&in_force_name).await?,
+        in_force_name.clone(),
+    )
+    .transpose()?;
+    let desired = match (desired, &in_force) {
+        (Some(d), _) => d,
+        (None, _) if !generated => {
+            return Err(Error::Invalid(format!(
+                "the credentials Secret {name} does not exist"
+            )));
         }
-        None if generated => Ok((Passwords::generate(), true)),
-        None => Err(Error::Invalid(format!(
-            "the credentials Secret {name} does not exist"
-        ))),
+        (None, Some(_)) => {
+            return Err(Error::Invalid(format!(
+                "the credentials Secret {name} is gone while the instances have korc's accounts: \
+                 korc does not make new passwords for them; recreate it from Secret {in_force_name} \
+                 (the passwords in force)"
+            )));
+        }
+        (None, None) => {
+            let claim = provisioning::data_claim(cluster, 0);
+            let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), ns);
+            if claims.get_opt(&claim).await?.is_some() {
+                return Err(Error::Invalid(format!(
+                    "the credentials Secret {name} does not exist but volume {claim} holds data \
+                     initialised with its passwords: recreate {name} with them (keys root-password, \
+                     operator-password, replication-password, monitor-password) or delete the \
+                     cluster's PersistentVolumeClaims"
+                )));
+            }
+            Passwords::generate()
+        }
+    };
+    // A cluster without a record has the passwords it was created with.
+    let in_force = in_force.unwrap_or_else(|| desired.clone());
+    Ok(PasswordState {
+        desired,
+        in_force,
+        generated,
+    })
+}
+
+/// Puts a credentials problem in the status (condition `CredentialsAvailable`): korc
+/// cannot reach the instances until it is fixed. A failed write is logged.
+async fn report_credentials_problem(ctx: &Context, cluster: &MySQLCluster, message: &str) {
+    let mut status = cluster.status.clone().unwrap_or_default();
+    status
+        .conditions
+        .retain(|c| c.type_ != CREDENTIALS_CONDITION);
+    status.conditions.push(Condition {
+        type_: CREDENTIALS_CONDITION.into(),
+        status: "False".into(),
+        reason: "SecretMissing".into(),
+        message: message.into(),
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        ),
+        observed_generation: cluster.metadata.generation,
+    });
+    if cluster.status.as_ref().map(|s| &s.conditions) == Some(&status.conditions) {
+        return;
+    }
+    if let Err(e) = write_status(ctx, cluster, status).await {
+        tracing::warn!(error = %e, "cannot report the credentials problem");
     }
 }
 
-async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<()>
+/// Server-side applies `object` as korc.
+pub(crate) async fn apply<K>(ctx: &Context, ns: &str, object: &K) -> Result<()>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Serialize
@@ -551,9 +656,11 @@ async fn apply_if_changed(
     ns: &str,
     id: &str,
     d: &Desired,
+    in_force: &Secret,
 ) -> Result<()> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     let text = serde_json::to_string(&(
+        in_force,
         &d.stateful_set,
         &d.services,
         &d.config_map,
@@ -578,6 +685,7 @@ async fn apply_if_changed(
     if let Some(secret) = &d.credentials {
         apply(ctx, ns, secret).await?;
     }
+    apply(ctx, ns, in_force).await?;
     apply(ctx, ns, &d.init_secret).await?;
     apply(ctx, ns, &d.config_map).await?;
     for s in &d.services {
@@ -619,12 +727,9 @@ async fn apply_if_changed(
 async fn members(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Vec<Member> {
     let name = headless_service(cluster);
     let mut pods: Vec<(i32, Arc<Pod>)> = ctx
-        .pods
-        .state()
+        .pods_in(ns)
         .into_iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(ns) && p.labels().get(INSTANCE_LABEL) == Some(&name)
-        })
+        .filter(|p| p.labels().get(INSTANCE_LABEL) == Some(&name))
         .filter_map(|p| {
             let ordinal = p
                 .name_any()
@@ -720,17 +825,35 @@ async fn zone_of(ctx: &Context, node: &str) -> Option<String> {
     zone
 }
 
+/// The primary and replicas a password rotation goes through: a writable primary
+/// and the replicas replicating from it.
+fn rotation_targets(
+    members: &[Member],
+    instances: &[Instance],
+    plan: &Plan,
+) -> Option<(Target, Vec<Target>)> {
+    let target = |pod: &str| {
+        members.iter().find(|m| m.pod == pod).map(|m| Target {
+            pod: m.pod.clone(),
+            key: m.key.clone(),
+        })
+    };
+    let primary = target(plan.primary.as_deref()?)?;
+    let writable = instances
+        .iter()
+        .any(|i| i.key == primary.key && i.reachable && i.read_only == Some(false));
+    let replicas = plan.replicas.iter().filter_map(|p| target(p)).collect();
+    writable.then_some((primary, replicas))
+}
+
 /// Connects as korc's account, dialling each pod's IP whatever name replicas use.
 fn connector(
     ctx: &Context,
     members: &[Member],
-    passwords: &Passwords,
+    passwords: &PasswordState,
     tls: Option<&ClusterTls>,
 ) -> Connector {
-    let mut c = Connector::new(Credentials {
-        user: provisioning::OPERATOR_USER.into(),
-        password: passwords.operator.clone(),
-    });
+    let mut c = rotation::operator_connector(passwords);
     c.share_pools(&ctx.pools);
     if let Some(tls) = tls {
         c.tls = tls.connector_tls();
@@ -795,10 +918,8 @@ fn count_probes(ctx: &Context, instances: &[Instance]) {
 async fn label_roles(ctx: &Context, ns: &str, members: &[Member], plan: &Plan) -> Result<()> {
     let api = Api::<Pod>::namespaced(ctx.client.clone(), ns);
     let labels: HashMap<String, String> = ctx
-        .pods
-        .state()
+        .pods_in(ns)
         .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns))
         .filter_map(|p| Some((p.name_any(), p.labels().get(ROLE_LABEL)?.clone())))
         .collect();
     for m in members {

@@ -9,6 +9,7 @@ use super::bootstrap::Action;
 use super::decide::{ACKNOWLEDGE_ANNOTATION, Blocker};
 use super::status::{Member, pod_of};
 use crate::api::{AnalysisStatus, HookRunStatus, MySQLClusterStatus, RecoveryStatus};
+use crate::provisioning::Account;
 use kube::runtime::events::EventType;
 
 /// The analysis code of a cluster without a problem.
@@ -53,6 +54,43 @@ pub fn invalid_spec(message: &str) -> Note {
         "InvalidSpec",
         "Validate",
         format!("spec refused: {message}; korc changes nothing until it is fixed"),
+    )
+}
+
+/// `PasswordsRotated`: new passwords set on the primary and applied by the replicas.
+pub fn passwords_rotated(accounts: &[Account], primary: &str, replicas: &[&str]) -> Note {
+    let names: Vec<String> = accounts.iter().map(|a| a.name()).collect();
+    let repointed = if accounts.contains(&Account::Replication) && !replicas.is_empty() {
+        format!(
+            "; repointed {} with the new replication password",
+            replicas.join(", ")
+        )
+    } else {
+        String::new()
+    };
+    let applied = if replicas.is_empty() {
+        String::new()
+    } else {
+        format!(", applied by {}", replicas.join(", "))
+    };
+    Note::normal(
+        "PasswordsRotated",
+        "Rotate",
+        format!(
+            "set the new password of {} on the primary {primary}{applied}{repointed}; korc uses it from now on",
+            names.join(", ")
+        ),
+    )
+}
+
+/// `PasswordRotationFailed`: a rotation stopped; the passwords in force stay in use.
+pub fn rotation_failed(error: &str) -> Note {
+    Note::warning(
+        "PasswordRotationFailed",
+        "Rotate",
+        format!(
+            "password rotation stopped: {error}; korc keeps the passwords in force and tries again"
+        ),
     )
 }
 

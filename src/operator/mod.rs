@@ -12,6 +12,7 @@ pub mod failover;
 pub mod hooks;
 pub mod metrics;
 pub mod rollout;
+pub mod rotation;
 pub mod server;
 pub mod status;
 pub mod tls;
@@ -34,6 +35,52 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Where korc watches: every namespace, or one.
+enum Scope {
+    All,
+    Namespace(String),
+}
+
+impl Scope {
+    /// One scope per watched namespace; all namespaces when none is named.
+    fn of(namespaces: &[String]) -> Vec<Scope> {
+        let named: Vec<Scope> = namespaces
+            .iter()
+            .filter(|ns| !ns.is_empty())
+            .cloned()
+            .map(Scope::Namespace)
+            .collect();
+        if named.is_empty() {
+            vec![Scope::All]
+        } else {
+            named
+        }
+    }
+
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match self {
+            Scope::All => Api::all(client.clone()),
+            Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        }
+    }
+}
+
+/// Fires each time this replica becomes leader: every cluster is then reconciled at
+/// once.
+fn became_leader(leadership: &Leadership) -> impl futures::Stream<Item = ()> + use<> {
+    futures::stream::unfold(leadership.subscribe(), |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                return Some(((), rx));
+            }
+        }
+    })
+}
+
 /// How often state kept for deleted clusters is dropped.
 const FORGET_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -47,8 +94,12 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
         .settings(identity.clone())
         .map_err(Error::Invalid)?;
     let client = Client::try_default().await?;
-    let clusters = Api::<MySQLCluster>::all(client.clone());
-    if let Err(e) = clusters.list(&ListParams::default().limit(1)).await {
+    let scopes = Scope::of(&settings.watch_namespaces);
+    if let Err(e) = scopes[0]
+        .api::<MySQLCluster>(&client)
+        .list(&ListParams::default().limit(1))
+        .await
+    {
         return Err(Error::Invalid(format!(
             "cannot list MySQLClusters ({e}); install the CRD: kubectl apply --server-side -f crds/"
         )));
@@ -66,17 +117,19 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
     let recorder = Recorder::new(client.clone(), reporter);
 
     let managed = watcher::Config::default().labels("app.kubernetes.io/managed-by=korc");
-    // The reconcilers read pods from this store; the controller watches them too, to
-    // react to a pod event at once.
-    let (pods, writer) = reflector::store();
-    let pod_store = reflector::reflector(
-        writer,
-        watcher(Api::<Pod>::all(client.clone()), managed.clone()),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| futures::future::ready(()));
-    tokio::spawn(pod_store);
+    // The reconcilers read pods from these stores (one per scope); the controllers
+    // watch them too, to react to a pod event at once.
+    let mut pods = Vec::new();
+    for scope in &scopes {
+        let (store, writer) = reflector::store();
+        let pod_store =
+            reflector::reflector(writer, watcher(scope.api::<Pod>(&client), managed.clone()))
+                .default_backoff()
+                .touched_objects()
+                .for_each(|_| futures::future::ready(()));
+        tokio::spawn(pod_store);
+        pods.push(store);
+    }
     let leadership = if election.leader_election {
         Leadership::default()
     } else {
@@ -92,15 +145,6 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
                 let _ = election_stopped.await;
             },
         ))
-    });
-    // Every cluster is reconciled at once when this replica becomes leader.
-    let became_leader = futures::stream::unfold(leadership.subscribe(), |mut rx| async move {
-        loop {
-            rx.changed().await.ok()?;
-            if *rx.borrow_and_update() {
-                return Some(((), rx));
-            }
-        }
     });
     let leader_gauge = metrics.leader.clone();
     let mut changes = leadership.subscribe();
@@ -121,9 +165,28 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
         leadership,
         identity,
     ));
-    let controller = Controller::new(clusters, watcher::Config::default());
+    let controllers: Vec<_> = scopes
+        .iter()
+        .map(|scope| {
+            Controller::new(
+                scope.api::<MySQLCluster>(&client),
+                watcher::Config::default(),
+            )
+        })
+        .collect();
     // What korc keeps per cluster (memory, metric series) goes with the cluster.
-    let known = controller.store();
+    let known: Vec<_> = controllers.iter().map(Controller::store).collect();
+    // Ready once the pod caches hold what the API server has: a replica that took over
+    // before that would act on a partial view. (The controllers' own caches of
+    // MySQLClusters need no check: kube holds every reconcile until they are synced.)
+    let (synced_pods, ready) = (ctx.pods.clone(), shared.clone());
+    tokio::spawn(async move {
+        let pods = futures::future::join_all(synced_pods.iter().map(|s| s.wait_until_ready()));
+        if pods.await.iter().all(Result::is_ok) {
+            ready.ready.store(true, Ordering::SeqCst);
+            tracing::info!("pod caches synced: ready");
+        }
+    });
     let sweeper = ctx.clone();
     tokio::spawn(async move {
         loop {
@@ -131,8 +194,8 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
             // A standby exports no per-cluster series: a deposed leader's would be stale.
             let present = if sweeper.leadership.is_leader() {
                 known
-                    .state()
                     .iter()
+                    .flat_map(|k| k.state())
                     .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
                     .collect()
             } else {
@@ -141,24 +204,29 @@ pub async fn run(settings: Settings, election: &ElectionArgs, listen: SocketAddr
             sweeper.forget_all_but(&present);
         }
     });
-    let controller = controller
-        .owns(Api::<StatefulSet>::all(client.clone()), managed.clone())
-        // A pod event (container died, pod deleted) probes its cluster at once.
-        .watches(Api::<Pod>::all(client), managed, |pod: Pod| {
-            let ns = pod.namespace().unwrap_or_default();
-            pod.labels()
-                .get(INSTANCE_LABEL)
-                .map(|c| ObjectRef::<MySQLCluster>::new(c).within(&ns))
-        })
-        .reconcile_all_on(became_leader)
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile error");
-            }
+    let runs = controllers
+        .into_iter()
+        .zip(&scopes)
+        .map(|(controller, scope)| {
+            controller
+                .owns(scope.api::<StatefulSet>(&client), managed.clone())
+                // A pod event (container died, pod deleted) probes its cluster at once.
+                .watches(scope.api::<Pod>(&client), managed.clone(), |pod: Pod| {
+                    let ns = pod.namespace().unwrap_or_default();
+                    pod.labels()
+                        .get(INSTANCE_LABEL)
+                        .map(|c| ObjectRef::<MySQLCluster>::new(c).within(&ns))
+                })
+                .reconcile_all_on(became_leader(&ctx.leadership))
+                .shutdown_on_signal()
+                .run(reconcile, error_policy, ctx.clone())
+                .for_each(|result| async move {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "reconcile error");
+                    }
+                })
         });
-    shared.ready.store(true, Ordering::SeqCst);
+    let controller = futures::future::join_all(runs);
     tracing::info!(%listen, "korc operator running");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(server::serve(listen, shared, async {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct Shared {
     /// The metrics registry.
     pub registry: Registry,
-    /// Set once the controller watches its resources.
+    /// Set once the pod caches have synced.
     pub ready: AtomicBool,
 }
 

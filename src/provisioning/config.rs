@@ -166,6 +166,8 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
             // (init_sql).
             cnf += "log_replica_updates=ON\ngtid_mode=ON\nenforce_gtid_consistency=ON\n";
             cnf += "replica_net_timeout=2\n";
+            // The clone plugin copies a healthy instance's data into a new or broken one.
+            cnf += "plugin-load-add=mysql_clone.so\n";
             if semi.is_some() {
                 // The plugins' variables are `loose-`: `mysqld --initialize` loads no
                 // plugins and would refuse them as unknown.
@@ -309,7 +311,8 @@ mod tests {
             assert!(!cnf.contains(name), "{name} in:\n{cnf}");
         }
         let plain = my_cnf(&spec("mysql:8.4"));
-        assert!(!plain.contains("plugin-load-add") && !plain.contains("rpl_semi_sync"));
+        assert!(!plain.contains("semisync") && !plain.contains("rpl_semi_sync"));
+        assert!(plain.contains("plugin-load-add=mysql_clone.so"), "{plain}");
     }
 
     #[test]

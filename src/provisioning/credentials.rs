@@ -33,6 +33,56 @@ pub const REPLICATION_USER: &str = "korc_repl";
 /// User name of the monitoring account.
 pub const MONITOR_USER: &str = "korc_monitor";
 
+/// An account korc creates on every instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account {
+    /// `root@localhost`.
+    Root,
+    /// `korc`: the operator's.
+    Operator,
+    /// `korc_repl`: replication.
+    Replication,
+    /// `korc_monitor`: monitoring.
+    Monitor,
+}
+
+impl Account {
+    /// Every account, in the order of the Secret's keys.
+    pub const ALL: [Account; 4] = [
+        Account::Root,
+        Account::Operator,
+        Account::Replication,
+        Account::Monitor,
+    ];
+
+    /// `'user'@'host'`.
+    pub fn name(self) -> String {
+        match self {
+            Self::Root => "'root'@'localhost'".into(),
+            Self::Operator => format!("'{OPERATOR_USER}'@'%'"),
+            Self::Replication => format!("'{REPLICATION_USER}'@'%'"),
+            Self::Monitor => format!("'{MONITOR_USER}'@'%'"),
+        }
+    }
+
+    /// Whether korc's account may change this account's password on `flavor`: MySQL's
+    /// root holds SYSTEM_USER, which only an account holding it may alter.
+    pub fn rotatable(self, flavor: Flavor) -> bool {
+        !(self == Self::Root && flavor == Flavor::Mysql)
+    }
+}
+
+/// The statement that sets `account`'s password, and how it is named in errors and
+/// logs (without the password). Run on the primary, it reaches every replica through
+/// the binary log.
+pub fn set_password(account: Account, password: &str) -> (String, String) {
+    let name = account.name();
+    (
+        format!("ALTER USER {name} IDENTIFIED BY {}", quote(password)),
+        format!("ALTER USER {name} IDENTIFIED BY <password>"),
+    )
+}
+
 impl std::fmt::Debug for Passwords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Passwords { .. }")
@@ -49,6 +99,24 @@ impl Passwords {
             replication: random(),
             monitor: random(),
         }
+    }
+
+    /// The password of `account`.
+    pub fn of(&self, account: Account) -> &str {
+        match account {
+            Account::Root => &self.root,
+            Account::Operator => &self.operator,
+            Account::Replication => &self.replication,
+            Account::Monitor => &self.monitor,
+        }
+    }
+
+    /// The accounts whose password differs between `self` and `other`.
+    pub fn changed(&self, other: &Passwords) -> Vec<Account> {
+        Account::ALL
+            .into_iter()
+            .filter(|a| self.of(*a) != other.of(*a))
+            .collect()
     }
 
     /// Reads the Secret's decoded data; names the first missing key.
@@ -96,9 +164,10 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
             // source REPLICATION MASTER ADMIN, repointing and stopping replicas (and
             // their semi-sync side) REPLICATION SLAVE ADMIN, replica and binlog status
             // SLAVE MONITOR and BINLOG MONITOR, killing the old primary's clients
-            // CONNECTION ADMIN, the acknowledged no-op RELOAD, the process list PROCESS.
+            // CONNECTION ADMIN, the acknowledged no-op RELOAD, the process list PROCESS,
+            // changing the accounts' passwords (rotation) CREATE USER.
             sql += &format!(
-                "GRANT RELOAD, PROCESS, BINLOG MONITOR, REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN, \
+                "GRANT CREATE USER, RELOAD, PROCESS, BINLOG MONITOR, REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN, \
                  SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
                  GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO '{REPLICATION_USER}'@'%';\n\
                  GRANT PROCESS, SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{MONITOR_USER}'@'%';\n"
@@ -110,11 +179,14 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
             // old primary's clients CONNECTION_ADMIN (which also lets korc in when
             // max_connections is reached), reading replica and binlog status
             // REPLICATION CLIENT, the acknowledged no-op (FLUSH USER_RESOURCES) RELOAD,
-            // the process list PROCESS.
+            // the process list PROCESS, changing korc's accounts' passwords (rotation)
+            // CREATE USER, copying a donor's data over a broken instance (clone)
+            // CLONE_ADMIN here and BACKUP_ADMIN for the replication account, the donor's
+            // side (it already receives every row change).
             sql += &format!(
-                "GRANT RELOAD, PROCESS, REPLICATION CLIENT ON *.* TO '{OPERATOR_USER}'@'%';\n\
-                 GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
-                 GRANT REPLICATION SLAVE ON *.* TO '{REPLICATION_USER}'@'%';\n\
+                "GRANT CREATE USER, RELOAD, PROCESS, REPLICATION CLIENT ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN, CLONE_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT REPLICATION SLAVE, BACKUP_ADMIN ON *.* TO '{REPLICATION_USER}'@'%';\n\
                  GRANT PROCESS, REPLICATION CLIENT ON *.* TO '{MONITOR_USER}'@'%';\n"
             );
             // Last, once every account exists: every later start of the server is
@@ -224,6 +296,7 @@ mod tests {
                 Flavor::Mariadb,
                 OPERATOR_USER,
                 &[
+                    "CREATE USER",
                     "READ_ONLY ADMIN",
                     "REPLICATION MASTER ADMIN",
                     "REPLICATION SLAVE ADMIN",
@@ -239,6 +312,8 @@ mod tests {
                 Flavor::Mysql,
                 OPERATOR_USER,
                 &[
+                    "CREATE USER",
+                    "CLONE_ADMIN",
                     "SYSTEM_VARIABLES_ADMIN",
                     "REPLICATION_SLAVE_ADMIN",
                     "CONNECTION_ADMIN",
@@ -262,8 +337,8 @@ mod tests {
             (
                 Flavor::Mysql,
                 REPLICATION_USER,
-                &["REPLICATION SLAVE"][..],
-                &["SUPER"][..],
+                &["REPLICATION SLAVE", "BACKUP_ADMIN"][..],
+                &["SUPER", "CLONE_ADMIN"][..],
             ),
             (
                 Flavor::Mariadb,
@@ -300,6 +375,26 @@ mod tests {
                 "global administrative privileges only: {sql}"
             );
         }
+    }
+
+    #[test]
+    fn a_password_change_names_the_account_and_hides_the_password() {
+        let (statement, shown) = set_password(Account::Root, "n'ew");
+        assert_eq!(
+            statement,
+            "ALTER USER 'root'@'localhost' IDENTIFIED BY 'n''ew'"
+        );
+        assert_eq!(
+            shown,
+            "ALTER USER 'root'@'localhost' IDENTIFIED BY <password>"
+        );
+        let (statement, _) = set_password(Account::Replication, "x");
+        assert_eq!(statement, "ALTER USER 'korc_repl'@'%' IDENTIFIED BY 'x'");
+        let mut other = Passwords::generate();
+        let p = other.clone();
+        assert!(p.changed(&other).is_empty());
+        other.monitor = "changed".into();
+        assert_eq!(p.changed(&other), vec![Account::Monitor]);
     }
 
     #[test]

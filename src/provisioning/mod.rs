@@ -10,9 +10,10 @@ mod objects;
 
 pub use config::{Flavor, TLS_DIR, my_cnf, protected_settings_rule, tls_path, validate};
 pub use credentials::{
-    MONITOR_USER, OPERATOR_USER, Passwords, REPLICATION_USER, init_sql, require_tls_sql,
+    Account, MONITOR_USER, OPERATOR_USER, Passwords, REPLICATION_USER, init_sql, require_tls_sql,
+    set_password,
 };
-pub use objects::{CLIENT_LABEL, Desired, build};
+pub use objects::{CLIENT_LABEL, Desired, build, passwords_in_force};
 
 use crate::api::MySQLCluster;
 use std::collections::BTreeMap;
@@ -78,4 +79,17 @@ pub fn credentials_secret(cluster: &MySQLCluster) -> String {
         .credentials_secret
         .clone()
         .unwrap_or_else(|| format!("{}-credentials", headless_service(cluster)))
+}
+
+/// Name of the Secret holding the passwords korc's accounts have on the instances:
+/// korc writes it once a password change has reached every instance, so a rotation
+/// cut short resumes with the passwords still in force.
+pub fn in_force_secret(cluster: &MySQLCluster) -> String {
+    format!("{}-credentials-in-force", headless_service(cluster))
+}
+
+/// Name of the PersistentVolumeClaim of instance `ordinal` (the StatefulSet's `data`
+/// claim template).
+pub fn data_claim(cluster: &MySQLCluster, ordinal: i32) -> String {
+    format!("data-{}-{ordinal}", headless_service(cluster))
 }

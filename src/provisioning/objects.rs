@@ -101,6 +101,16 @@ fn env_field(name: &str, path: &str) -> EnvVar {
     }
 }
 
+/// The Secret recording the passwords in force on the instances (see
+/// [`in_force_secret`](super::in_force_secret)).
+pub fn passwords_in_force(cluster: &MySQLCluster, passwords: &Passwords) -> Secret {
+    Secret {
+        metadata: meta(cluster, super::in_force_secret(cluster)),
+        string_data: Some(passwords.to_secret_data()),
+        ..Default::default()
+    }
+}
+
 /// Builds the desired objects. `generated` carries the passwords to store when korc
 /// owns the credentials Secret; `passwords` are the ones in force.
 pub fn build(

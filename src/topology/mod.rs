@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod candidate;
+pub mod clone;
 pub mod cluster;
 pub mod dialect;
 pub mod error;

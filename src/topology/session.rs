@@ -143,6 +143,9 @@ pub struct Connector {
     pub tls: Tls,
     addresses: HashMap<InstanceKey, InstanceKey>,
     pools: ConnectionPools,
+    /// Tried when `credentials` are refused: while a new password replicates, some
+    /// instances still have the one before.
+    previous: Option<Credentials>,
 }
 
 impl Connector {
@@ -156,6 +159,7 @@ impl Connector {
             tls: Tls::Disabled,
             addresses: HashMap::new(),
             pools: ConnectionPools::default(),
+            previous: None,
         }
     }
 
@@ -163,6 +167,15 @@ impl Connector {
     /// to reuse the connections of the last).
     pub fn share_pools(&mut self, pools: &ConnectionPools) {
         self.pools = pools.clone();
+    }
+
+    /// Also tries `password` where the current one is refused (a rotation under way).
+    pub fn with_previous_password(mut self, password: String) -> Self {
+        self.previous = (password != self.credentials.password).then(|| Credentials {
+            user: self.credentials.user.clone(),
+            password,
+        });
+        self
     }
 
     /// Dial `address` whenever `key` is meant.
@@ -177,18 +190,33 @@ impl Connector {
 
     /// Opens a session, on a kept connection when one is idle.
     pub async fn connect(&self, key: &InstanceKey) -> Result<Session> {
-        let opts = self.opts(key);
-        let pool = self.pools.pool(self.address_of(key), opts);
-        self.session(key, pool.get_conn()).await
+        match (self.pooled(key, &self.credentials).await, &self.previous) {
+            (
+                Err(Error::Connect {
+                    source: mysql_async::Error::Server(e),
+                    ..
+                }),
+                Some(previous),
+            ) if e.code == ACCESS_DENIED => self.pooled(key, previous).await,
+            (other, _) => other,
+        }
     }
 
     /// Opens a session on a new connection, closed when the session ends (what a
     /// connection established now sees, such as the certificate served now).
     pub async fn connect_new(&self, key: &InstanceKey) -> Result<Session> {
-        self.session(key, Conn::new(self.opts(key))).await
+        self.session(key, Conn::new(self.opts(key, &self.credentials)))
+            .await
     }
 
-    fn opts(&self, key: &InstanceKey) -> Opts {
+    async fn pooled(&self, key: &InstanceKey, credentials: &Credentials) -> Result<Session> {
+        let pool = self
+            .pools
+            .pool(self.address_of(key), self.opts(key, credentials));
+        self.session(key, pool.get_conn()).await
+    }
+
+    fn opts(&self, key: &InstanceKey, credentials: &Credentials) -> Opts {
         let address = self.address_of(key);
         let pool_opts = PoolOpts::default()
             .with_constraints(PoolConstraints::new(1, 16).expect("1 <= 16"))
@@ -197,8 +225,8 @@ impl Connector {
         OptsBuilder::default()
             .ip_or_hostname(address.host.clone())
             .tcp_port(address.port)
-            .user(Some(self.credentials.user.clone()))
-            .pass(Some(self.credentials.password.clone()))
+            .user(Some(credentials.user.clone()))
+            .pass(Some(credentials.password.clone()))
             .prefer_socket(false)
             .tcp_nodelay(true)
             .stmt_cache_size(0)
@@ -227,6 +255,9 @@ impl Connector {
         })
     }
 }
+
+/// "Access denied for user".
+const ACCESS_DENIED: u16 = 1045;
 
 async fn bounded<T>(
     key: &InstanceKey,

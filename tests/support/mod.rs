@@ -431,6 +431,17 @@ impl Server {
         }
     }
 
+    /// Waits until the server has exited by itself (a shutdown), at most `secs`.
+    pub fn wait_exited(&mut self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let child = self.child.as_mut().expect("a started server");
+        while child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{} did not exit", self.ip);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = None;
+    }
+
     /// SIGSTOP: a hang.
     pub fn freeze(&self) {
         self.signal(libc::SIGSTOP);
@@ -809,22 +820,8 @@ impl Sandbox {
         for s in &mut servers {
             s.start();
         }
-        let passwords = korc::provisioning::Passwords {
-            root: String::new(),
-            operator: ADMIN.1.into(),
-            replication: REPL.1.into(),
-            monitor: MONITOR.1.into(),
-        };
-        let provisioning_flavor = match flavor {
-            Flavor::MariaDb => korc::provisioning::Flavor::Mariadb,
-            Flavor::Mysql => korc::provisioning::Flavor::Mysql,
-        };
-        let mut accounts = korc::provisioning::init_sql(provisioning_flavor, &passwords);
-        if tls {
-            accounts += &korc::provisioning::require_tls_sql();
-        }
         for s in &servers {
-            s.unlogged_sql(&accounts);
+            s.unlogged_sql(&accounts(flavor, tls));
         }
         let sb = Self {
             servers,
@@ -852,6 +849,19 @@ impl Sandbox {
         sb
     }
 
+    /// Adds a new, empty server with korc's accounts, replicating from nobody (what a
+    /// StatefulSet's new pod is); returns its index in `servers`.
+    pub fn add_empty(&mut self) -> usize {
+        let flavor = self.servers[0].flavor;
+        let id = self.servers.iter().map(|s| s.server_id).max().unwrap_or(0) + 1;
+        let tls_dir = self.certificates.as_ref().map(|c| c.dir.clone());
+        let mut server = Server::create(self._dir.path(), flavor, id, tls_dir.as_deref());
+        server.start();
+        server.unlogged_sql(&accounts(flavor, tls_dir.is_some()));
+        self.servers.push(server);
+        self.servers.len() - 1
+    }
+
     /// `ip:3306` of every server, comma separated (for `--instances`).
     pub fn instances(&self) -> String {
         self.servers
@@ -868,6 +878,26 @@ impl Sandbox {
             .find(|s| s.key() == key)
             .unwrap_or_else(|| panic!("no server {key}"))
     }
+}
+
+/// korc's accounts as korc provisions them, with the sandbox's passwords (requiring
+/// TLS when `tls`).
+fn accounts(flavor: Flavor, tls: bool) -> String {
+    let passwords = korc::provisioning::Passwords {
+        root: String::new(),
+        operator: ADMIN.1.into(),
+        replication: REPL.1.into(),
+        monitor: MONITOR.1.into(),
+    };
+    let provisioning_flavor = match flavor {
+        Flavor::MariaDb => korc::provisioning::Flavor::Mariadb,
+        Flavor::Mysql => korc::provisioning::Flavor::Mysql,
+    };
+    let mut accounts = korc::provisioning::init_sql(provisioning_flavor, &passwords);
+    if tls {
+        accounts += &korc::provisioning::require_tls_sql();
+    }
+    accounts
 }
 
 /// Waits until `f` holds, at most `secs` seconds; `what` says what was awaited.

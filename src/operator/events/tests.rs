@@ -331,3 +331,36 @@ fn an_address_outside_the_cluster_is_named_as_it_is() {
         "192.0.2.7:3306 accepts writes but is not the primary: made 192.0.2.7:3306 read-only"
     );
 }
+
+#[test]
+fn password_rotation_notes_name_accounts_and_pods() {
+    let note = passwords_rotated(
+        &[Account::Operator, Account::Replication],
+        "db-0",
+        &["db-1", "db-2"],
+    );
+    assert_eq!(
+        (note.type_, note.reason),
+        (EventType::Normal, "PasswordsRotated")
+    );
+    assert_eq!(
+        note.text,
+        "set the new password of 'korc'@'%', 'korc_repl'@'%' on the primary db-0, applied by \
+         db-1, db-2; repointed db-1, db-2 with the new replication password; korc uses it from now on"
+    );
+    let single = passwords_rotated(&[Account::Monitor], "solo-0", &[]);
+    assert_eq!(
+        single.text,
+        "set the new password of 'korc_monitor'@'%' on the primary solo-0; korc uses it from now on"
+    );
+    let failed = rotation_failed("db-2 had not applied the new passwords after 10s");
+    assert_eq!(
+        (failed.type_, failed.reason),
+        (EventType::Warning, "PasswordRotationFailed")
+    );
+    assert!(
+        failed.text.contains("db-2 had not applied"),
+        "{}",
+        failed.text
+    );
+}
