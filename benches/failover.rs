@@ -55,6 +55,7 @@ async fn crash_failover_once(flavor: support::Flavor) -> Run {
         replication: ReplicationCredentials {
             user: support::REPL.0.into(),
             password: support::REPL.1.into(),
+            source_ca: None,
         },
     };
     let (connector, policy) = (&ctx.connector, &ctx.policy);

@@ -115,6 +115,10 @@ pub struct MySQLClusterSpec {
     /// The NetworkPolicy korc creates for the servers.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+    /// TLS between the servers' clients, korc and replicas, with certificates korc
+    /// issues from a CA of the cluster's own.
+    #[serde(default)]
+    pub tls: TlsSpec,
 }
 
 /// How durable commits are (`spec.durability`).
@@ -148,6 +152,28 @@ impl Default for NetworkPolicySpec {
 
 fn enabled() -> bool {
     true
+}
+
+/// TLS for the cluster (`spec.tls`). On, every server gets a certificate signed by
+/// the cluster's CA (Secret `<cluster>-ca`; the certificate, its key and the CA in
+/// Secret `<cluster>-tls`), korc's own account and the replication account require
+/// TLS, and replicas verify their source against the CA. korc renews the certificate
+/// when less than a third of its 90 days remains; the servers reload it without a
+/// restart.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Use TLS (default true). Turning it on for a cluster created without it gives its
+    /// servers certificates, but accounts and replicas created before keep accepting
+    /// plain text.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// orchestrator's hooks. Each is a list run in order, one Job per hook. Pre hooks

@@ -10,7 +10,7 @@ mod text;
 
 use crate::topology::analysis::{Analysis, AnalysisCode, analyze};
 use crate::topology::cluster::imply_roles;
-use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::dialect::{ReplicationCredentials, SourceCa};
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy, PromotionRule};
 use crate::topology::probe::{now_ms, probe_cluster};
@@ -18,7 +18,7 @@ use crate::topology::recovery::dry_run::{self, DryRun, Verdict};
 use crate::topology::recovery::{
     Outcome, RecoveryContext, RecoveryRecord, Unguarded, graceful_takeover, recover,
 };
-use crate::topology::session::{Connector, Credentials};
+use crate::topology::session::{Connector, Credentials, Tls};
 use crate::{Error, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -214,6 +214,17 @@ pub struct PlanArgs {
     pub output: Output,
 }
 
+/// `--ssl-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SslMode {
+    /// Plain text (unless --ssl-ca is given).
+    Disabled,
+    /// TLS, any certificate accepted.
+    Required,
+    /// TLS, the certificate verified against --ssl-ca.
+    Verify,
+}
+
 /// The instances of one cluster, how to reach them, and the policy.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -243,6 +254,26 @@ pub struct ClusterArgs {
     /// instance that died before this run keeps its last known role.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// TLS of korc's connections: disabled, required (any certificate), or verify (the
+    /// certificate must verify to --ssl-ca and name --ssl-server-name, else the host
+    /// dialled).
+    #[arg(long, value_enum, default_value_t = SslMode::Disabled)]
+    pub ssl_mode: SslMode,
+    /// The CA certificate (PEM) the servers' certificates must verify to; the only
+    /// root trusted. Implies --ssl-mode verify unless another mode is given.
+    #[arg(long, value_name = "FILE")]
+    pub ssl_ca: Option<PathBuf>,
+    /// The name the servers' certificates must carry, instead of the host dialled
+    /// (for instances dialled by IP whose certificates name the cluster).
+    #[arg(long, value_name = "NAME")]
+    pub ssl_server_name: Option<String>,
+    /// A replica korc points at a source replicates over TLS, verifying its source
+    /// against the CA file its own server is configured with (`ssl_ca`).
+    #[arg(long)]
+    pub replication_ssl: bool,
+    /// Like --replication-ssl, against this CA file on the replicas instead.
+    #[arg(long, value_name = "PATH")]
+    pub replication_ssl_ca: Option<String>,
     /// Connect timeout in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub connect_timeout_ms: u64,
@@ -346,12 +377,33 @@ impl ClusterArgs {
             user: self.user.clone(),
             password: self.password()?,
         });
+        c.tls = self.tls()?;
         c.connect_timeout = Duration::from_millis(self.connect_timeout_ms);
         c.query_timeout = Duration::from_millis(self.query_timeout_ms);
         for (k, a) in &self.connect {
             c.map_address(k.clone(), a.clone());
         }
         Ok(c)
+    }
+
+    fn tls(&self) -> Result<Tls> {
+        let ca = match &self.ssl_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                Error::Invalid(format!("cannot read --ssl-ca {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        match (self.ssl_mode, ca) {
+            (SslMode::Disabled, None) => Ok(Tls::Disabled),
+            (SslMode::Required, _) => Ok(Tls::Required),
+            (SslMode::Verify | SslMode::Disabled, Some(ca)) => Ok(Tls::Verified {
+                ca,
+                server_name: self.ssl_server_name.clone(),
+            }),
+            (SslMode::Verify, None) => {
+                Err(Error::Invalid("--ssl-mode verify needs --ssl-ca".into()))
+            }
+        }
     }
 
     fn recovery_context(&self) -> Result<RecoveryContext> {
@@ -374,6 +426,11 @@ impl ClusterArgs {
                 .clone()
                 .unwrap_or_else(|| self.user.clone()),
             password,
+            source_ca: match (&self.replication_ssl_ca, self.replication_ssl) {
+                (Some(file), _) => Some(SourceCa::File(file.clone())),
+                (None, true) => Some(SourceCa::ServerCa),
+                (None, false) => None,
+            },
         })
     }
 

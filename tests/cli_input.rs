@@ -186,3 +186,31 @@ fn a_password_comes_from_a_file_or_the_environment_and_the_flag_warns() {
     );
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+#[test]
+fn tls_flags_that_cannot_verify_are_refused() {
+    let (code, _, err) = korc(&["analyze", "--instances", CLOSED, "--ssl-mode", "verify"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--ssl-mode verify needs --ssl-ca"), "{err}");
+
+    let (code, _, err) = korc(&[
+        "analyze",
+        "--instances",
+        CLOSED,
+        "--ssl-ca",
+        "/nonexistent/ca.crt",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot read --ssl-ca /nonexistent/ca.crt"),
+        "{err}"
+    );
+
+    // A CA that can be read: korc probes (and finds the instance unreachable).
+    let dir = tempfile::tempdir().unwrap();
+    let ca = korc::provisioning::certificates::issue_authority("x", std::time::SystemTime::now())
+        .unwrap();
+    let ca = write(dir.path(), "ca.crt", &ca.cert);
+    let (code, out, err) = korc(&["analyze", "--instances", CLOSED, "--ssl-ca", &ca]);
+    assert_eq!(code, 3, "{out}\n{err}");
+}

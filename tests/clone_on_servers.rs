@@ -92,6 +92,7 @@ async fn mysql_a_new_instance_whose_transactions_were_purged_is_cloned_from_a_re
     let repl = ReplicationCredentials {
         user: REPL.0.into(),
         password: REPL.1.into(),
+        source_ca: None,
     };
     let started = Instant::now();
     clone_mysql(

@@ -516,6 +516,7 @@ fn context() -> RecoveryContext {
         replication: ReplicationCredentials {
             user: support::REPL.0.into(),
             password: support::REPL.1.into(),
+            source_ca: None,
         },
     }
 }

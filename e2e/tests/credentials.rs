@@ -28,12 +28,15 @@ async fn secret_data(secrets: &Api<Secret>, name: &str) -> BTreeMap<String, Stri
         .collect()
 }
 
-/// Whether `user` gets in on `pod` over the network with `password`.
+/// Whether `user` gets in on `pod` over the network (TLS, which korc's accounts
+/// require) with `password`.
 async fn logs_in(client: &kube::Client, pod: &str, user: &str, password: &str) -> bool {
+    let tls = mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true);
     let opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname(pod_ip(client, "rotate", pod).await)
         .user(Some(user))
         .pass(Some(password))
+        .ssl_opts(Some(tls))
         .prefer_socket(false);
     match mysql_async::Conn::new(opts).await {
         Ok(c) => {

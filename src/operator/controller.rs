@@ -18,18 +18,19 @@ use super::metrics::{BlockLabels, RecoveryLabels};
 use super::metrics::{ClusterLabels, CodeLabels, Metrics, OutcomeLabels};
 use super::rotation::{self, PasswordState, Target};
 use super::status::{self, Member, Observation, VOLATILE_REFRESH};
+use super::tls::{Certificates, ClusterTls};
 use crate::api::{AcknowledgementStatus, MySQLCluster, MySQLClusterStatus, RecoveryStatus};
 use crate::provisioning::{
     self, Desired, INSTANCE_LABEL, MYSQL_PORT, Passwords, ROLE_LABEL, SourceAddress,
     credentials_secret, headless_service,
 };
 use crate::topology::analysis::{Analysis, analyze};
-use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::dialect::{ReplicationCredentials, SourceCa};
 use crate::topology::instance::{Instance, InstanceKey};
 use crate::topology::policy::{Downtime, Policy};
 use crate::topology::probe::{now_ms, probe_cluster};
 use crate::topology::recovery::RecoveryContext;
-use crate::topology::session::Connector;
+use crate::topology::session::{ConnectionPools, Connector};
 use crate::{Error, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret};
@@ -103,6 +104,10 @@ pub struct Context {
     pub identity: String,
     memory: Mutex<HashMap<String, Memory>>,
     zones: Mutex<HashMap<String, Option<String>>>,
+    /// Connections to the instances, kept between reconciliations.
+    pools: ConnectionPools,
+    /// The clusters' certificates.
+    certificates: Certificates,
 }
 
 impl Context {
@@ -126,6 +131,8 @@ impl Context {
             identity,
             memory: Mutex::default(),
             zones: Mutex::default(),
+            pools: ConnectionPools::default(),
+            certificates: Certificates::default(),
         }
     }
 
@@ -141,6 +148,7 @@ impl Context {
     /// Drops what korc keeps for clusters that no longer exist (`namespace/name` keys
     /// not in `present`): their memory and their metric series.
     pub fn forget_all_but(&self, present: &std::collections::HashSet<String>) {
+        self.certificates.forget_all_but(present);
         let mut all = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         let gone: Vec<String> = all
             .keys()
@@ -191,6 +199,10 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
     let passwords = passwords(&ctx, &cluster, &ns, &id).await?;
+    let tls = ctx
+        .certificates
+        .ensure(&ctx.client, &cluster, &id, !cluster.spec.paused)
+        .await?;
     if !cluster.spec.paused {
         let desired = provisioning::build(
             &cluster,
@@ -203,10 +215,13 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     }
 
     let members = members(&ctx, &cluster, &ns).await;
-    let connector = connector(&members, &passwords);
+    let connector = connector(&ctx, &members, &passwords, tls.as_ref());
     let keys: Vec<InstanceKey> = members.iter().map(|m| m.key.clone()).collect();
     let previous = ctx.memory(&id, |m| m.instances.clone());
     let mut instances = probe_cluster(&connector, &keys, &previous).await;
+    if tls.is_some() && !cluster.spec.paused {
+        ctx.certificates.reload(&id, &connector, &instances).await;
+    }
     count_probes(&ctx, &instances);
     let policy = policy(&cluster, &members);
     let mut analysis = analyze(&instances, &policy, now_ms());
@@ -235,6 +250,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
     let replication = ReplicationCredentials {
         user: provisioning::REPLICATION_USER.into(),
         password: passwords.desired.replication.clone(),
+        source_ca: tls.as_ref().map(|_| SourceCa::ServerCa),
     };
     let semi_sync = cluster.spec.semi_sync.as_ref().is_some_and(|x| x.enabled);
     let (plan, blocker) = match decision {
@@ -309,7 +325,16 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         label_roles(&ctx, &ns, &members, &plan).await?;
         if blocker.is_none()
             && let Some((primary, replicas)) = rotation_targets(&members, &instances, &plan)
-            && rotation::run(&ctx, &cluster, &connector, &primary, &replicas, &passwords).await?
+            && rotation::run(
+                &ctx,
+                &cluster,
+                &connector,
+                &primary,
+                &replicas,
+                &passwords,
+                &replication,
+            )
+            .await?
         {
             // Read again: the Secret of passwords in force changed.
             ctx.memory(&id, |m| m.passwords = None);
@@ -826,8 +851,17 @@ fn rotation_targets(
 }
 
 /// Connects as korc's account, dialling each pod's IP whatever name replicas use.
-fn connector(members: &[Member], passwords: &PasswordState) -> Connector {
+fn connector(
+    ctx: &Context,
+    members: &[Member],
+    passwords: &PasswordState,
+    tls: Option<&ClusterTls>,
+) -> Connector {
     let mut c = rotation::operator_connector(passwords);
+    c.share_pools(&ctx.pools);
+    if let Some(tls) = tls {
+        c.tls = tls.connector_tls();
+    }
     // A hung instance must not hold a probe round (every second) for long.
     c.query_timeout = Duration::from_secs(1);
     for m in members {

@@ -15,6 +15,7 @@ pub mod rollout;
 pub mod rotation;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 use crate::api::MySQLCluster;
 use crate::provisioning::INSTANCE_LABEL;

@@ -14,9 +14,7 @@
 use super::controller::{Context, publish};
 use super::events;
 use crate::api::MySQLCluster;
-use crate::provisioning::{
-    self, Account, Flavor, OPERATOR_USER, Passwords, REPLICATION_USER, set_password,
-};
+use crate::provisioning::{self, Account, Flavor, OPERATOR_USER, Passwords, set_password};
 use crate::topology::dialect::ReplicationCredentials;
 use crate::topology::instance::InstanceKey;
 use crate::topology::recovery::Replication;
@@ -83,13 +81,15 @@ pub enum RotationError {
 }
 
 /// Sets the `accounts`' new passwords on `primary`, waits for `replicas` to apply them,
-/// and repoints the replicas when the replication password changed.
+/// and repoints the replicas with `replication` (the new replication password) when it
+/// changed.
 pub async fn rotate(
     connector: &Connector,
     primary: &Target,
     replicas: &[Target],
     accounts: &[Account],
     desired: &Passwords,
+    replication: &ReplicationCredentials,
 ) -> Result<(), RotationError> {
     let sql = |doing: &str, pod: &str| {
         let (doing, pod) = (doing.to_string(), pod.to_string());
@@ -124,13 +124,9 @@ pub async fn rotate(
         }
     }
     if accounts.contains(&Account::Replication) {
-        let credentials = ReplicationCredentials {
-            user: REPLICATION_USER.into(),
-            password: desired.replication.clone(),
-        };
         for replica in replicas {
             connector
-                .point_to(&replica.key, &primary.key, Some(&credentials), false)
+                .point_to(&replica.key, &primary.key, Some(replication), false)
                 .await
                 .map_err(sql("repointing with the new password", &replica.pod))?;
         }
@@ -147,13 +143,23 @@ pub async fn run(
     primary: &Target,
     replicas: &[Target],
     state: &PasswordState,
+    replication: &ReplicationCredentials,
 ) -> crate::Result<bool> {
     let flavor = Flavor::of_image(&cluster.spec.image);
     let accounts = state.pending(flavor);
     if accounts.is_empty() {
         return Ok(false);
     }
-    match rotate(connector, primary, replicas, &accounts, &state.desired).await {
+    match rotate(
+        connector,
+        primary,
+        replicas,
+        &accounts,
+        &state.desired,
+        replication,
+    )
+    .await
+    {
         Ok(()) => {
             let ns = cluster.metadata.namespace.clone().unwrap_or_default();
             let secret = provisioning::passwords_in_force(cluster, &state.desired);

@@ -1,5 +1,6 @@
 //! The server configuration korc imposes, and spec validation beyond the CRD schema.
 
+use super::certificates::{CA_CERT, SERVER_CERT, SERVER_KEY};
 use crate::api::{Durability, MySQLClusterSpec};
 
 /// Server flavor, from the image name (MySQL 8.x and Percona Server images are MySQL;
@@ -51,6 +52,9 @@ const PROTECTED: &[&str] = &[
     "replica_net_timeout",
     "sync_binlog",
     "innodb_flush_log_at_trx_commit",
+    "ssl_ca",
+    "ssl_cert",
+    "ssl_key",
 ];
 
 /// Option prefixes the servers accept before a setting's name (`loose-read-only`,
@@ -106,6 +110,14 @@ pub fn validate(spec: &MySQLClusterSpec) -> Result<(), String> {
         return Err(format!("spec.mysqlConfig: value {v:?} spans lines"));
     }
     Ok(())
+}
+
+/// Where the servers find the cluster's certificate Secret.
+pub const TLS_DIR: &str = "/etc/mysql/tls";
+
+/// The path of a file of the certificate Secret inside a server's pod.
+pub fn tls_path(key: &str) -> String {
+    format!("{TLS_DIR}/{key}")
 }
 
 /// The `[mysqld]` section korc gives every instance: GTID replication with binary logs
@@ -167,6 +179,16 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
             }
         }
     }
+    if spec.tls.enabled {
+        // The mounted Secret's files: a renewal replaces them and korc has the server
+        // reload them (FLUSH LOCAL SSL, ALTER INSTANCE RELOAD TLS), without a restart.
+        cnf += &format!(
+            "ssl_ca={}\nssl_cert={}\nssl_key={}\n",
+            tls_path(CA_CERT),
+            tls_path(SERVER_CERT),
+            tls_path(SERVER_KEY)
+        );
+    }
     for (k, v) in &spec.mysql_config {
         cnf += &format!("{k}={v}\n");
     }
@@ -212,6 +234,26 @@ mod tests {
         ] {
             assert!(cnf.lines().any(|l| l == line), "{line} missing:\n{cnf}");
         }
+    }
+
+    #[test]
+    fn tls_points_the_servers_at_the_mounted_certificate() {
+        for image in ["mariadb:10.11", "mysql:8.4"] {
+            let mut s = spec(image);
+            let cnf = my_cnf(&s);
+            for line in [
+                "ssl_ca=/etc/mysql/tls/ca.crt",
+                "ssl_cert=/etc/mysql/tls/tls.crt",
+                "ssl_key=/etc/mysql/tls/tls.key",
+            ] {
+                assert!(cnf.lines().any(|l| l == line), "{line} missing:\n{cnf}");
+            }
+            s.tls.enabled = false;
+            assert!(!my_cnf(&s).contains("ssl_"), "{image}");
+        }
+        let mut s = spec("mariadb:10.11");
+        s.mysql_config.insert("ssl-key".into(), "/x".into());
+        assert!(validate(&s).is_err(), "the key path is korc's");
     }
 
     #[test]

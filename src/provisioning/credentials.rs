@@ -199,6 +199,15 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
     sql
 }
 
+/// SQL run after [`init_sql`] on every new instance of a cluster with TLS: korc's
+/// account and the replication account refuse connections without it.
+pub fn require_tls_sql() -> String {
+    [OPERATOR_USER, REPLICATION_USER]
+        .iter()
+        .map(|user| format!("ALTER USER '{user}'@'%' REQUIRE SSL;\n"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -216,6 +225,7 @@ mod tests {
             ReplicationCredentials {
                 user: "korc_repl".into(),
                 password: p.replication.clone(),
+                source_ca: None,
             }
         );
         for secret in [&p.root, &p.operator, &p.replication, &p.monitor] {

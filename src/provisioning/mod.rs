@@ -3,13 +3,15 @@
 //! The controller applies them with server-side apply; everything here is a function
 //! of the cluster and a few operator settings, so it is tested without an API server.
 
+pub mod certificates;
 mod config;
 mod credentials;
 mod objects;
 
-pub use config::{Flavor, my_cnf, protected_settings_rule, validate};
+pub use config::{Flavor, TLS_DIR, my_cnf, protected_settings_rule, tls_path, validate};
 pub use credentials::{
-    Account, MONITOR_USER, OPERATOR_USER, Passwords, REPLICATION_USER, init_sql, set_password,
+    Account, MONITOR_USER, OPERATOR_USER, Passwords, REPLICATION_USER, init_sql, require_tls_sql,
+    set_password,
 };
 pub use objects::{CLIENT_LABEL, Desired, build, passwords_in_force};
 
@@ -58,6 +60,16 @@ pub fn common_labels(cluster: &MySQLCluster) -> BTreeMap<String, String> {
 /// Name of the headless Service, which is also the StatefulSet's and the pods' prefix.
 pub fn headless_service(cluster: &MySQLCluster) -> String {
     cluster.metadata.name.clone().unwrap_or_default()
+}
+
+/// Name of the Secret with the cluster's CA.
+pub fn ca_secret(cluster: &MySQLCluster) -> String {
+    format!("{}-ca", headless_service(cluster))
+}
+
+/// Name of the Secret with the servers' certificate, its key and the CA.
+pub fn tls_secret(cluster: &MySQLCluster) -> String {
+    format!("{}-tls", headless_service(cluster))
 }
 
 /// Name of the Secret with the passwords.

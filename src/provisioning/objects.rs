@@ -1,10 +1,10 @@
 //! The objects of one cluster: StatefulSet, Services, ConfigMap, Secrets, PodDisruptionBudget.
 
-use super::config::{Flavor, my_cnf};
-use super::credentials::{Passwords, init_sql};
+use super::config::{Flavor, TLS_DIR, my_cnf};
+use super::credentials::{Passwords, init_sql, require_tls_sql};
 use super::{
     MYSQL_PORT, POD_INDEX_LABEL, ROLE_LABEL, SourceAddress, common_labels, credentials_secret,
-    headless_service, selector_labels,
+    headless_service, selector_labels, tls_secret,
 };
 use crate::api::MySQLCluster;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
@@ -77,6 +77,14 @@ fn config_hash(text: &str) -> String {
 
 fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
     (!v.is_empty()).then(|| v.to_vec())
+}
+
+/// `items` with `tls` appended when the cluster has TLS.
+fn with_tls<T>(enabled: bool, mut items: Vec<T>, tls: T) -> Vec<T> {
+    if enabled {
+        items.push(tls);
+    }
+    items
 }
 
 fn env_field(name: &str, path: &str) -> EnvVar {
@@ -184,23 +192,32 @@ pub fn build(
             }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
+        volume_mounts: Some(with_tls(
+            spec.tls.enabled,
+            vec![
+                VolumeMount {
+                    name: "data".into(),
+                    mount_path: "/var/lib/mysql".into(),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: "/etc/mysql/conf.d".into(),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "init".into(),
+                    mount_path: "/docker-entrypoint-initdb.d".into(),
+                    ..Default::default()
+                },
+            ],
             VolumeMount {
-                name: "data".into(),
-                mount_path: "/var/lib/mysql".into(),
+                name: "tls".into(),
+                mount_path: TLS_DIR.into(),
+                read_only: Some(true),
                 ..Default::default()
             },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: "/etc/mysql/conf.d".into(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "init".into(),
-                mount_path: "/docker-entrypoint-initdb.d".into(),
-                ..Default::default()
-            },
-        ]),
+        )),
         ..Default::default()
     };
     let overrides = &spec.pod_template;
@@ -217,24 +234,37 @@ pub fn build(
         }),
         spec: Some(PodSpec {
             containers: vec![container],
-            volumes: Some(vec![
-                Volume {
-                    name: "config".into(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: config_name.clone(),
+            volumes: Some(with_tls(
+                spec.tls.enabled,
+                vec![
+                    Volume {
+                        name: "config".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: config_name.clone(),
+                            ..Default::default()
+                        }),
                         ..Default::default()
-                    }),
-                    ..Default::default()
-                },
+                    },
+                    Volume {
+                        name: "init".into(),
+                        secret: Some(SecretVolumeSource {
+                            secret_name: Some(init_name.clone()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                // The kubelet refreshes a Secret volume's files in place: a renewed
+                // certificate reaches the running servers.
                 Volume {
-                    name: "init".into(),
+                    name: "tls".into(),
                     secret: Some(SecretVolumeSource {
-                        secret_name: Some(init_name.clone()),
+                        secret_name: Some(tls_secret(cluster)),
                         ..Default::default()
                     }),
                     ..Default::default()
                 },
-            ]),
+            )),
             affinity: overrides.affinity.clone(),
             tolerations: non_empty(&overrides.tolerations),
             topology_spread_constraints: non_empty(&overrides.topology_spread_constraints),
@@ -344,7 +374,12 @@ pub fn build(
         metadata: meta(cluster, init_name),
         string_data: Some(BTreeMap::from([(
             "korc-init.sql".to_string(),
-            init_sql(flavor, passwords),
+            init_sql(flavor, passwords)
+                + &if spec.tls.enabled {
+                    require_tls_sql()
+                } else {
+                    String::new()
+                },
         )])),
         ..Default::default()
     };
@@ -480,6 +515,40 @@ mod tests {
                 .network_policy
                 .is_none()
         );
+    }
+
+    #[test]
+    fn tls_mounts_the_certificate_secret_and_requires_tls_of_korcs_accounts() {
+        let on = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11"}));
+        let d = build(&on, &Passwords::generate(), true, SourceAddress::PodIp);
+        let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
+        let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == "tls");
+        assert_eq!(
+            volume.and_then(|v| v.secret).and_then(|s| s.secret_name),
+            Some("db-tls".into())
+        );
+        let mount = pod.containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.name == "tls")
+            .unwrap();
+        assert_eq!(mount.mount_path, "/etc/mysql/tls");
+        let sql = &d.init_secret.string_data.unwrap()["korc-init.sql"];
+        assert!(sql.contains("ALTER USER 'korc'@'%' REQUIRE SSL;"), "{sql}");
+        assert!(
+            sql.contains("ALTER USER 'korc_repl'@'%' REQUIRE SSL;"),
+            "{sql}"
+        );
+        assert!(!sql.contains("'korc_monitor'@'%' REQUIRE SSL"), "{sql}");
+
+        let off = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11",
+            "tls": {"enabled": false}}));
+        let d = build(&off, &Passwords::generate(), true, SourceAddress::PodIp);
+        let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
+        assert!(!pod.volumes.unwrap().iter().any(|v| v.name == "tls"));
+        assert!(!d.init_secret.string_data.unwrap()["korc-init.sql"].contains("REQUIRE SSL"));
     }
 
     fn cluster(json: serde_json::Value) -> MySQLCluster {

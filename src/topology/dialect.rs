@@ -17,12 +17,28 @@ pub struct ReplicationCredentials {
     pub user: String,
     /// Its password.
     pub password: String,
+    /// The CA its source's certificate must verify to: replication runs over TLS
+    /// when set.
+    pub source_ca: Option<SourceCa>,
+}
+
+/// The CA a replica verifies its source's certificate against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceCa {
+    /// This CA file on the replica.
+    File(String),
+    /// The CA file the replica's own server is configured with (its `ssl_ca`): in a
+    /// korc cluster every instance has the cluster's CA there. Read when the replica
+    /// is pointed at its source (see `point_to`), so no path outside the server is
+    /// assumed.
+    ServerCa,
 }
 
 impl std::fmt::Debug for ReplicationCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplicationCredentials")
             .field("user", &self.user)
+            .field("source_ca", &self.source_ca)
             .finish_non_exhaustive()
     }
 }
@@ -178,7 +194,10 @@ impl Dialect {
 
     /// Points the instance at a new source with GTID auto-positioning. Credentials are
     /// given only when the instance has none yet (an old master); otherwise the
-    /// existing ones are kept, as `CHANGE MASTER` keeps unspecified options.
+    /// existing ones are kept, as `CHANGE MASTER` keeps unspecified options (TLS
+    /// among them). With a CA the connection to the source takes TLS and the source's
+    /// certificate must verify to the CA; its name is not checked, as sources are
+    /// often named by IP (MariaDB 11.4 would check it by default).
     pub fn change_source(
         &self,
         host: &str,
@@ -196,9 +215,20 @@ impl Dialect {
                 quote(&c.user),
                 quote(&c.password)
             );
-            if word == "SOURCE" {
+            match &c.source_ca {
+                Some(ca) => {
+                    s += &format!(", {word}_SSL=1");
+                    // ServerCa is resolved to a file before a statement is made.
+                    if let SourceCa::File(file) = ca {
+                        s += &format!(", {word}_SSL_CA={}", quote(file));
+                    }
+                    if self.flavor == Flavor::Mariadb {
+                        s += ", MASTER_SSL_VERIFY_SERVER_CERT=0";
+                    }
+                }
                 // caching_sha2_password over a connection without TLS.
-                s += ", GET_SOURCE_PUBLIC_KEY=1";
+                None if word == "SOURCE" => s += ", GET_SOURCE_PUBLIC_KEY=1",
+                None => {}
             }
         }
         match self.flavor {
@@ -277,6 +307,27 @@ impl Dialect {
     /// only effect, and needs RELOAD.
     pub fn acknowledged_no_op(&self) -> &'static str {
         "FLUSH USER_RESOURCES"
+    }
+
+    /// Has the server load its certificate, key and CA files again, without a restart.
+    /// Kept out of the binary log: MariaDB logs `FLUSH` statements, and a replica
+    /// would hold a transaction of its own (an errant GTID).
+    pub fn reload_tls(&self) -> &'static str {
+        match self.flavor {
+            Flavor::Mariadb => "FLUSH LOCAL SSL",
+            Flavor::Mysql => "ALTER INSTANCE RELOAD TLS",
+        }
+    }
+
+    /// The CA file the server is configured with (empty or NULL when none).
+    pub fn server_ca_query(&self) -> &'static str {
+        "SELECT @@global.ssl_ca"
+    }
+
+    /// The end of validity of the certificate the server presents to new connections
+    /// (OpenSSL's text, such as `Mar  1 12:00:00 2027 GMT`; empty without TLS).
+    pub fn served_certificate_query(&self) -> &'static str {
+        "SHOW GLOBAL STATUS LIKE 'Ssl\\_server\\_not\\_after'"
     }
 
     /// A query that waits until the instance has applied `position` or `timeout_secs`

@@ -37,6 +37,12 @@ pub enum Error {
         #[source]
         source: mysql_async::Error,
     },
+    /// Replication over TLS was asked for and the replica's server has no CA file.
+    #[error("{instance} has no CA file (ssl_ca) to verify its source with")]
+    NoCa {
+        /// The instance.
+        instance: InstanceKey,
+    },
 }
 
 /// The engine's result type.

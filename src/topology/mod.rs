@@ -14,5 +14,6 @@ pub mod policy;
 pub mod probe;
 pub mod recovery;
 pub mod session;
+pub mod tls;
 
 pub use error::{Error, Result};

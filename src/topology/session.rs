@@ -4,15 +4,115 @@
 //! A dropped session's connection is closed in the background by mysql_async.
 //! Instances are reached by their key unless a connect address is mapped for them
 //! (in Kubernetes korc may dial a pod IP while replicas use the pod's DNS name).
+//!
+//! Connections are kept between sessions, one small pool per dialled address, so a
+//! probe costs its queries and not a TCP and TLS handshake. An idle connection whose
+//! server closed it (a restart, a kill) is noticed when it is taken and replaced by a
+//! new one; korc sets no session state, so none is reset when a session ends.
 
 use super::dialect::{Dialect, Row};
 use super::error::{Error, Result};
 use super::instance::InstanceKey;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Value};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts, Value};
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How korc's connections use TLS.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain text.
+    #[default]
+    Disabled,
+    /// TLS with any certificate: encrypted, but the server is not authenticated.
+    Required,
+    /// TLS with a certificate that verifies to `ca` (PEM; the only root trusted) and
+    /// names `server_name`, or the dialled host when none is given. A cluster's CA is
+    /// its own, so its instances' certificates all carry one name (see
+    /// [`cluster_server_name`]) however they are dialled.
+    ///
+    /// [`cluster_server_name`]: crate::provisioning::certificates::cluster_server_name
+    Verified {
+        /// The CA certificate(s), PEM.
+        ca: Vec<u8>,
+        /// The name checked instead of the dialled host.
+        server_name: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Disabled => f.write_str("Disabled"),
+            Self::Required => f.write_str("Required"),
+            Self::Verified { server_name, .. } => f
+                .debug_struct("Verified")
+                .field("server_name", server_name)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Tls {
+    fn ssl_opts(&self) -> Option<SslOpts> {
+        match self {
+            Self::Disabled => None,
+            Self::Required => Some(SslOpts::default().with_danger_accept_invalid_certs(true)),
+            Self::Verified { ca, server_name } => Some(
+                SslOpts::default()
+                    .with_root_certs(vec![ca.clone().into()])
+                    .with_disable_built_in_roots(true)
+                    .with_danger_tls_hostname_override(server_name.clone()),
+            ),
+        }
+    }
+}
+
+/// Open connections kept for reuse, shared by every clone of a [`Connector`] (and by
+/// connectors given the same pools with [`Connector::share_pools`]).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionPools(Arc<Mutex<HashMap<InstanceKey, KeptPool>>>);
+
+#[derive(Debug)]
+struct KeptPool {
+    opts: Opts,
+    pool: Pool,
+    used: Instant,
+}
+
+/// A pool nobody took a connection from for this long is closed (an address gone
+/// with its pod).
+const POOL_UNUSED: Duration = Duration::from_secs(600);
+
+impl ConnectionPools {
+    /// The pool for `address` with `opts`; a pool made with other options (a new
+    /// password, other TLS settings) is replaced.
+    fn pool(&self, address: &InstanceKey, opts: Opts) -> Pool {
+        let mut pools = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        pools.retain(|_, kept| now.duration_since(kept.used) < POOL_UNUSED);
+        match pools.get_mut(address) {
+            Some(kept) if kept.opts == opts => {
+                kept.used = now;
+                kept.pool.clone()
+            }
+            _ => {
+                let pool = Pool::new(opts.clone());
+                pools.insert(
+                    address.clone(),
+                    KeptPool {
+                        opts,
+                        pool: pool.clone(),
+                        used: now,
+                    },
+                );
+                pool
+            }
+        }
+    }
+}
 
 /// The account korc uses to probe and repair instances. `Debug` shows no password.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,7 +139,10 @@ pub struct Connector {
     pub connect_timeout: Duration,
     /// Bound on each statement.
     pub query_timeout: Duration,
+    /// TLS of every connection.
+    pub tls: Tls,
     addresses: HashMap<InstanceKey, InstanceKey>,
+    pools: ConnectionPools,
     /// Tried when `credentials` are refused: while a new password replicates, some
     /// instances still have the one before.
     previous: Option<Credentials>,
@@ -53,9 +156,17 @@ impl Connector {
             credentials,
             connect_timeout: Duration::from_secs(1),
             query_timeout: Duration::from_secs(2),
+            tls: Tls::Disabled,
             addresses: HashMap::new(),
+            pools: ConnectionPools::default(),
             previous: None,
         }
+    }
+
+    /// Keeps connections in `pools` (for connectors made anew for each round of work
+    /// to reuse the connections of the last).
+    pub fn share_pools(&mut self, pools: &ConnectionPools) {
+        self.pools = pools.clone();
     }
 
     /// Also tries `password` where the current one is refused (a rotation under way).
@@ -77,18 +188,64 @@ impl Connector {
         self.addresses.get(key).unwrap_or(key)
     }
 
-    /// Opens a session.
+    /// Opens a session, on a kept connection when one is idle.
     pub async fn connect(&self, key: &InstanceKey) -> Result<Session> {
-        let conn = match (self.open(key, &self.credentials).await, &self.previous) {
+        match (self.pooled(key, &self.credentials).await, &self.previous) {
             (
                 Err(Error::Connect {
                     source: mysql_async::Error::Server(e),
                     ..
                 }),
                 Some(previous),
-            ) if e.code == ACCESS_DENIED => self.open(key, previous).await?,
-            (other, _) => other?,
-        };
+            ) if e.code == ACCESS_DENIED => self.pooled(key, previous).await,
+            (other, _) => other,
+        }
+    }
+
+    /// Opens a session on a new connection, closed when the session ends (what a
+    /// connection established now sees, such as the certificate served now).
+    pub async fn connect_new(&self, key: &InstanceKey) -> Result<Session> {
+        self.session(key, Conn::new(self.opts(key, &self.credentials)))
+            .await
+    }
+
+    async fn pooled(&self, key: &InstanceKey, credentials: &Credentials) -> Result<Session> {
+        let pool = self
+            .pools
+            .pool(self.address_of(key), self.opts(key, credentials));
+        self.session(key, pool.get_conn()).await
+    }
+
+    fn opts(&self, key: &InstanceKey, credentials: &Credentials) -> Opts {
+        let address = self.address_of(key);
+        let pool_opts = PoolOpts::default()
+            .with_constraints(PoolConstraints::new(1, 16).expect("1 <= 16"))
+            .with_inactive_connection_ttl(Duration::from_secs(60))
+            .with_reset_connection(false);
+        OptsBuilder::default()
+            .ip_or_hostname(address.host.clone())
+            .tcp_port(address.port)
+            .user(Some(credentials.user.clone()))
+            .pass(Some(credentials.password.clone()))
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .stmt_cache_size(0)
+            .ssl_opts(self.tls.ssl_opts())
+            .pool_opts(pool_opts)
+            .into()
+    }
+
+    async fn session(
+        &self,
+        key: &InstanceKey,
+        conn: impl Future<Output = mysql_async::Result<Conn>>,
+    ) -> Result<Session> {
+        let conn = bounded(key, "connecting", self.connect_timeout, conn)
+            .await?
+            .map_err(|source| Error::Connect {
+                instance: key.clone(),
+                source,
+            })?;
         let dialect = Dialect::from_version(conn.server_version());
         Ok(Session {
             key: key.clone(),
@@ -101,26 +258,6 @@ impl Connector {
 
 /// "Access denied for user".
 const ACCESS_DENIED: u16 = 1045;
-
-impl Connector {
-    async fn open(&self, key: &InstanceKey, credentials: &Credentials) -> Result<Conn> {
-        let address = self.address_of(key);
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(address.host.clone())
-            .tcp_port(address.port)
-            .user(Some(credentials.user.clone()))
-            .pass(Some(credentials.password.clone()))
-            .prefer_socket(false)
-            .tcp_nodelay(true)
-            .stmt_cache_size(0);
-        bounded(key, "connecting", self.connect_timeout, Conn::new(opts))
-            .await?
-            .map_err(|source| Error::Connect {
-                instance: key.clone(),
-                source,
-            })
-    }
-}
 
 async fn bounded<T>(
     key: &InstanceKey,

@@ -243,6 +243,69 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// The name every sandbox server's certificate carries (what korc verifies).
+pub const TLS_SERVER_NAME: &str = "sandbox.test.svc";
+
+/// A sandbox's certificates: korc's own CA and server certificate, as files.
+pub struct Certificates {
+    /// The CA korc issued.
+    pub authority: korc::provisioning::certificates::Authority,
+    /// The directory of `ca.crt`, `tls.crt`, `tls.key` (the servers' `ssl_*`).
+    pub dir: PathBuf,
+}
+
+impl Certificates {
+    /// Issues a CA and a server certificate into `dir`.
+    fn issue(dir: &Path) -> Self {
+        use korc::provisioning::certificates::issue_authority;
+        let authority = issue_authority("sandbox", std::time::SystemTime::now()).unwrap();
+        let c = Self {
+            authority,
+            dir: dir.to_path_buf(),
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        c.renew(korc::provisioning::certificates::SERVER_LIFETIME);
+        c
+    }
+
+    /// Issues a new server certificate lasting `lifetime` and replaces the files (as a
+    /// refreshed Secret volume does); returns it.
+    pub fn renew(&self, lifetime: Duration) -> korc::provisioning::certificates::ServerCertificate {
+        use korc::provisioning::certificates::{CA_CERT, SERVER_CERT, SERVER_KEY, issue_server};
+        let names = vec![TLS_SERVER_NAME.to_string()];
+        let server = issue_server(
+            &self.authority,
+            &names,
+            std::time::SystemTime::now(),
+            lifetime,
+        )
+        .unwrap();
+        for (key, text) in [
+            (CA_CERT, &server.ca),
+            (SERVER_CERT, &server.cert),
+            (SERVER_KEY, &server.key),
+        ] {
+            let tmp = self.dir.join(format!(".{key}"));
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, self.dir.join(key)).unwrap();
+        }
+        server
+    }
+
+    /// `ca.crt`'s path.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.join(korc::provisioning::certificates::CA_CERT)
+    }
+
+    /// The TLS korc's connector uses for these servers.
+    pub fn connector_tls(&self) -> korc::topology::session::Tls {
+        korc::topology::session::Tls::Verified {
+            ca: self.authority.cert.clone().into_bytes(),
+            server_name: Some(TLS_SERVER_NAME.into()),
+        }
+    }
+}
+
 /// One mariadbd or mysqld.
 pub struct Server {
     /// The address replicas and korc use.
@@ -253,10 +316,12 @@ pub struct Server {
     pub flavor: Flavor,
     dir: PathBuf,
     child: Option<Child>,
+    /// The CA file replicas verify their source against, when the servers use TLS.
+    tls_ca: Option<PathBuf>,
 }
 
 impl Server {
-    fn create(root: &Path, flavor: Flavor, server_id: u32) -> Self {
+    fn create(root: &Path, flavor: Flavor, server_id: u32, tls: Option<&Path>) -> Self {
         let ip = free_address();
         let dir = root.join(format!("s{server_id}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -292,6 +357,15 @@ impl Server {
                        plugin-load-add=semisync_source.so;semisync_replica.so;mysql_clone.so\n"
             }
         };
+        let cnf = match tls {
+            Some(t) => {
+                cnf + &format!(
+                    "ssl_ca={t}/ca.crt\nssl_cert={t}/tls.crt\nssl_key={t}/tls.key\n",
+                    t = t.display()
+                )
+            }
+            None => cnf,
+        };
         std::fs::write(dir.join("my.cnf"), cnf).unwrap();
         Self {
             ip,
@@ -299,6 +373,7 @@ impl Server {
             flavor,
             dir,
             child: None,
+            tls_ca: tls.map(|t| t.join("ca.crt")),
         }
     }
 
@@ -403,6 +478,41 @@ impl Server {
         self.account_command(APP, sql)
     }
 
+    /// Runs SQL as `account` over TCP, in no database, in plain text or over TLS
+    /// verified against the sandbox's CA.
+    pub fn account_sql_over(
+        &self,
+        account: (&str, &str),
+        sql: &str,
+        tls: bool,
+    ) -> Result<String, String> {
+        let mut cmd = self.flavor.client();
+        cmd.args([
+            "--no-defaults",
+            "-h",
+            &self.ip.to_string(),
+            "-P",
+            "3306",
+            "-u",
+            account.0,
+        ])
+        .arg(format!("-p{}", account.1))
+        .args(["--connect-timeout=2", "-N", "-B", "-e", sql]);
+        match (self.flavor, &self.tls_ca) {
+            (Flavor::MariaDb, Some(ca)) if tls => {
+                cmd.arg("--ssl").arg(format!("--ssl-ca={}", ca.display()))
+            }
+            (Flavor::Mysql, Some(ca)) if tls => cmd
+                .arg("--ssl-mode=VERIFY_CA")
+                .arg(format!("--ssl-ca={}", ca.display())),
+            (Flavor::MariaDb, _) => cmd.arg("--skip-ssl"),
+            // The RSA key lets caching_sha2_password authenticate without TLS, so what
+            // refuses is the account's REQUIRE SSL.
+            (Flavor::Mysql, _) => cmd.args(["--ssl-mode=DISABLED", "--get-server-public-key"]),
+        };
+        run_client(&mut cmd)
+    }
+
     /// The client running `sql` as `account` (user, password) over TCP, in `test`.
     pub fn account_command(&self, account: (&str, &str), sql: &str) -> Command {
         let mut cmd = self.flavor.client();
@@ -452,9 +562,29 @@ impl Server {
 
     /// Points this server at `source` with GTID auto-positioning and starts
     /// replication. On MySQL the replication account authenticates with
-    /// caching_sha2_password, and the replica asks the source for its RSA key, which
-    /// works with or without TLS (korc's `CHANGE REPLICATION SOURCE TO` does the same).
+    /// caching_sha2_password, and without TLS the replica asks the source for its RSA
+    /// key (korc's `CHANGE REPLICATION SOURCE TO` does the same). With TLS the statement
+    /// is korc's own.
     pub fn replicate_from(&self, source: &Server) {
+        if let Some(ca) = &self.tls_ca {
+            let dialect = korc::topology::dialect::Dialect::from_version(match self.flavor {
+                Flavor::MariaDb => (10, 11, 0),
+                Flavor::Mysql => (9, 7, 0),
+            });
+            let change = dialect.change_source(
+                &source.ip.to_string(),
+                3306,
+                Some(&korc::topology::dialect::ReplicationCredentials {
+                    user: REPL.0.into(),
+                    password: REPL.1.into(),
+                    source_ca: Some(korc::topology::dialect::SourceCa::File(
+                        ca.display().to_string(),
+                    )),
+                }),
+            );
+            self.sql(&format!("STOP REPLICA; {change}; START REPLICA"));
+            return;
+        }
         let change = match self.flavor {
             Flavor::MariaDb => format!(
                 "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT=3306, MASTER_USER='{}', MASTER_PASSWORD='{}', \
@@ -648,6 +778,8 @@ fn run_client(cmd: &mut Command) -> Result<String, String> {
 pub struct Sandbox {
     /// The servers; `servers[0]` is the first primary.
     pub servers: Vec<Server>,
+    /// The servers' certificates, when they use TLS.
+    pub certificates: Option<Certificates>,
     _dir: tempfile::TempDir,
 }
 
@@ -656,17 +788,31 @@ impl Sandbox {
     /// first a writable primary with the application account and a `test` database;
     /// the others replicating from it with GTID, caught up.
     pub fn replication(flavor: Flavor, n: usize) -> Self {
+        Self::build(flavor, n, false)
+    }
+
+    /// Like [`Sandbox::replication`] with TLS as korc provisions it: certificates from
+    /// a CA of korc's, korc's and the replication account requiring TLS, replicas
+    /// verifying their source against the CA.
+    pub fn replication_with_tls(flavor: Flavor, n: usize) -> Self {
+        Self::build(flavor, n, true)
+    }
+
+    fn build(flavor: Flavor, n: usize, tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("korc-sandbox-")
             .tempdir()
             .unwrap();
+        let certificates = tls.then(|| Certificates::issue(&dir.path().join("tls")));
+        let tls_dir = certificates.as_ref().map(|c| c.dir.clone());
         // Datadirs are copied in parallel; the servers are started from this thread,
         // since they die with the thread that started them.
         let mut servers: Vec<Server> = std::thread::scope(|scope| {
             let handles: Vec<_> = (1..=n as u32)
                 .map(|id| {
                     let root = dir.path().to_path_buf();
-                    scope.spawn(move || Server::create(&root, flavor, id))
+                    let tls_dir = tls_dir.clone();
+                    scope.spawn(move || Server::create(&root, flavor, id, tls_dir.as_deref()))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -675,9 +821,13 @@ impl Sandbox {
             s.start();
         }
         for s in &servers {
-            s.unlogged_sql(&accounts(flavor));
+            s.unlogged_sql(&accounts(flavor, tls));
         }
-        let sb = Self { servers, _dir: dir };
+        let sb = Self {
+            servers,
+            certificates,
+            _dir: dir,
+        };
         let primary = &sb.servers[0];
         let writable = match flavor {
             Flavor::MariaDb => "SET GLOBAL read_only = 0",
@@ -704,9 +854,10 @@ impl Sandbox {
     pub fn add_empty(&mut self) -> usize {
         let flavor = self.servers[0].flavor;
         let id = self.servers.iter().map(|s| s.server_id).max().unwrap_or(0) + 1;
-        let mut server = Server::create(self._dir.path(), flavor, id);
+        let tls_dir = self.certificates.as_ref().map(|c| c.dir.clone());
+        let mut server = Server::create(self._dir.path(), flavor, id, tls_dir.as_deref());
         server.start();
-        server.unlogged_sql(&accounts(flavor));
+        server.unlogged_sql(&accounts(flavor, tls_dir.is_some()));
         self.servers.push(server);
         self.servers.len() - 1
     }
@@ -729,8 +880,9 @@ impl Sandbox {
     }
 }
 
-/// korc's accounts as korc provisions them, with the sandbox's passwords.
-fn accounts(flavor: Flavor) -> String {
+/// korc's accounts as korc provisions them, with the sandbox's passwords (requiring
+/// TLS when `tls`).
+fn accounts(flavor: Flavor, tls: bool) -> String {
     let passwords = korc::provisioning::Passwords {
         root: String::new(),
         operator: ADMIN.1.into(),
@@ -741,7 +893,11 @@ fn accounts(flavor: Flavor) -> String {
         Flavor::MariaDb => korc::provisioning::Flavor::Mariadb,
         Flavor::Mysql => korc::provisioning::Flavor::Mysql,
     };
-    korc::provisioning::init_sql(provisioning_flavor, &passwords)
+    let mut accounts = korc::provisioning::init_sql(provisioning_flavor, &passwords);
+    if tls {
+        accounts += &korc::provisioning::require_tls_sql();
+    }
+    accounts
 }
 
 /// Waits until `f` holds, at most `secs` seconds; `what` says what was awaited.

@@ -30,6 +30,9 @@ use crate::process::Supervised;
 
 /// How often the runner looks at its processes and probes.
 const TICK: Duration = Duration::from_millis(100);
+/// How often Secret volumes are brought up to date with their Secrets (the kubelet
+/// syncs about once a minute; tests want seconds).
+const SECRET_SYNC: Duration = Duration::from_secs(5);
 /// Longest restart back-off (the kubelet's is 5 min; tests want seconds).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A container that ran this long restarts without back-off.
@@ -194,6 +197,7 @@ struct PodRun {
     scope: Option<PodScope>,
     volumes: Option<HashMap<String, PathBuf>>,
     next_prepare: Instant,
+    next_secret_sync: Instant,
     init: Vec<Slot>,
     init_next: usize,
     init_failed: bool,
@@ -299,6 +303,7 @@ impl PodRun {
             scope: None,
             volumes: None,
             next_prepare: Instant::now(),
+            next_secret_sync: Instant::now() + SECRET_SYNC,
             init,
             init_next: 0,
             init_failed: false,
@@ -382,6 +387,13 @@ impl PodRun {
         let (Some(scope), Some(volumes)) = (self.scope.clone(), self.volumes.clone()) else {
             return;
         };
+        if now >= self.next_secret_sync {
+            self.next_secret_sync = now + SECRET_SYNC;
+            let mut sources = Sources::new(self.ctx.client.clone(), &self.namespace);
+            if let Err(e) = volumes::sync_secrets(&self.pod, &volumes, &mut sources).await {
+                tracing::debug!(pod = self.name, error = %e, "syncing Secret volumes");
+            }
+        }
         let facts = self.facts();
         // Init containers run one at a time, each to success.
         while self.init_next < self.init.len() && !self.init_failed {

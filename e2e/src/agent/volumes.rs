@@ -170,6 +170,38 @@ async fn materialise_one(
     Ok(dir.to_path_buf())
 }
 
+/// Brings the files of the pod's Secret volumes up to date with their Secrets, as the
+/// kubelet's periodic sync does: a changed key is replaced atomically, so a reader
+/// sees the old file or the new one (a renewed certificate reaches a running server).
+pub(crate) async fn sync_secrets(
+    pod: &Pod,
+    dirs: &HashMap<String, PathBuf>,
+    sources: &mut Sources,
+) -> Result<()> {
+    let Some(spec) = &pod.spec else {
+        return Ok(());
+    };
+    for volume in spec.volumes.iter().flatten() {
+        let (Some(secret), Some(dir)) = (&volume.secret, dirs.get(&volume.name)) else {
+            continue;
+        };
+        let name = secret.secret_name.clone().unwrap_or_default();
+        let Some(data) = sources.secret(&name).await? else {
+            continue; // deleted: the kubelet keeps the last files too
+        };
+        write_keyed(
+            dir,
+            Some(data),
+            secret.items.as_deref(),
+            secret.default_mode,
+            secret.optional,
+            "Secret",
+            &name,
+        )?;
+    }
+    Ok(())
+}
+
 /// The directory of the persistent volume bound to claim `name`.
 async fn claim_dir(client: &kube::Client, namespace: &str, name: &str) -> Result<PathBuf> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
@@ -232,15 +264,28 @@ fn write_keyed(
     Ok(())
 }
 
+/// Writes `contents` to `path` unless it holds them already: to a temporary file
+/// renamed over `path`, so a reader never sees a half-written file.
 fn write_file(path: &Path, contents: &[u8], mode: Option<i32>) -> Result<()> {
     if let Some(parent) = path.parent() {
         create_dir(parent)?;
     }
-    std::fs::write(path, contents).context(|| format!("writing {}", path.display()))?;
     // Kubernetes' default is 0644; scripts need an explicit defaultMode such as 0755.
     let mode = u32::try_from(mode.unwrap_or(0o644)).unwrap_or(0o644);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .context(|| format!("setting mode of {}", path.display()))
+    let unchanged = std::fs::read(path).is_ok_and(|old| old == contents)
+        && std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o7777 == mode);
+    if unchanged {
+        return Ok(());
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.tmp"));
+    std::fs::write(&tmp, contents).context(|| format!("writing {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .context(|| format!("setting mode of {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).context(|| format!("replacing {}", path.display()))
 }
 
 fn create_dir(path: &Path) -> Result<()> {

@@ -166,6 +166,7 @@ fn mysql_clone_names_the_donor_and_hides_the_password() {
     let account = ReplicationCredentials {
         user: "korc_repl".into(),
         password: "s'cret".into(),
+        source_ca: None,
     };
     let (statements, shown) = mysql_clone_statements(&key("db-1.db.ns.svc:3306"), &account);
     assert_eq!(

@@ -254,6 +254,7 @@ fn change_source_statements() {
     let creds = ReplicationCredentials {
         user: "repl".into(),
         password: "p'w".into(),
+        source_ca: None,
     };
     assert_eq!(
         MYSQL84.change_source("db-1.db", 3306, Some(&creds)),
@@ -271,6 +272,43 @@ fn change_source_statements() {
     assert_eq!(
         MARIADB.change_source("127.0.10.2", 3306, None),
         "CHANGE MASTER TO MASTER_HOST='127.0.10.2', MASTER_PORT=3306, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+    );
+    let tls = ReplicationCredentials {
+        source_ca: Some(SourceCa::File("/etc/mysql/tls/ca.crt".into())),
+        ..creds.clone()
+    };
+    assert_eq!(
+        MYSQL84.change_source("db-1.db", 3306, Some(&tls)),
+        "CHANGE REPLICATION SOURCE TO SOURCE_HOST='db-1.db', SOURCE_PORT=3306, SOURCE_USER='repl', \
+         SOURCE_PASSWORD='p''w', SOURCE_SSL=1, SOURCE_SSL_CA='/etc/mysql/tls/ca.crt', \
+         SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1",
+        "TLS, so no public key"
+    );
+    assert_eq!(
+        MYSQL8021.change_source("h", 1, Some(&tls)),
+        "CHANGE MASTER TO MASTER_HOST='h', MASTER_PORT=1, MASTER_USER='repl', MASTER_PASSWORD='p''w', \
+         MASTER_SSL=1, MASTER_SSL_CA='/etc/mysql/tls/ca.crt', MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1"
+    );
+    assert_eq!(
+        MARIADB.change_source("127.0.10.2", 3306, Some(&tls)),
+        "CHANGE MASTER TO MASTER_HOST='127.0.10.2', MASTER_PORT=3306, MASTER_USER='repl', \
+         MASTER_PASSWORD='p''w', MASTER_SSL=1, MASTER_SSL_CA='/etc/mysql/tls/ca.crt', \
+         MASTER_SSL_VERIFY_SERVER_CERT=0, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
+    );
+    let unresolved = ReplicationCredentials {
+        source_ca: Some(SourceCa::ServerCa),
+        ..creds.clone()
+    };
+    assert_eq!(
+        MARIADB.change_source("h", 1, Some(&unresolved)),
+        "CHANGE MASTER TO MASTER_HOST='h', MASTER_PORT=1, MASTER_USER='repl', MASTER_PASSWORD='p''w', \
+         MASTER_SSL=1, MASTER_SSL_VERIFY_SERVER_CERT=0, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
+        "TLS still, were it not resolved to the server's CA file first"
+    );
+    assert_eq!(
+        MARIADB.change_source("127.0.10.2", 3306, Some(&creds)),
+        "CHANGE MASTER TO MASTER_HOST='127.0.10.2', MASTER_PORT=3306, MASTER_USER='repl', \
+         MASTER_PASSWORD='p''w', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1"
     );
     assert_eq!(
         MYSQL84.detach_source("db-0", 3306),
@@ -358,4 +396,11 @@ fn semi_sync_names_of_both_generations() {
 #[test]
 fn quoting() {
     assert_eq!(quote(r"a'b\c"), r"'a''b\\c'");
+}
+
+#[test]
+fn tls_reload_statements() {
+    assert_eq!(MARIADB.reload_tls(), "FLUSH LOCAL SSL");
+    assert_eq!(MYSQL84.reload_tls(), "ALTER INSTANCE RELOAD TLS");
+    assert_eq!(MYSQL80.reload_tls(), "ALTER INSTANCE RELOAD TLS");
 }

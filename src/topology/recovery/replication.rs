@@ -2,8 +2,8 @@
 //! [`Connector`] implements it against real servers, and tests record what it is asked.
 
 use crate::topology::Result;
-use crate::topology::dialect::ReplicationCredentials;
 use crate::topology::dialect::parse_replica_status;
+use crate::topology::dialect::{ReplicationCredentials, SourceCa};
 use crate::topology::instance::{Flavor, Instance, InstanceKey, ThreadState};
 use crate::topology::probe::probe;
 use crate::topology::session::{Connector, Session};
@@ -225,6 +225,23 @@ pub async fn point_to(
         s.exec("SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos")
             .await?;
     }
+    let resolved = match credentials {
+        Some(c) if c.source_ca == Some(SourceCa::ServerCa) => {
+            let file = s
+                .value(d.server_ca_query())
+                .await?
+                .filter(|f| !f.is_empty())
+                .ok_or_else(|| crate::topology::Error::NoCa {
+                    instance: key.clone(),
+                })?;
+            Some(ReplicationCredentials {
+                source_ca: Some(SourceCa::File(file)),
+                ..c.clone()
+            })
+        }
+        _ => None,
+    };
+    let credentials = resolved.as_ref().or(credentials);
     let stmt = d.change_source(&source.host, source.port, credentials);
     let shown = d.change_source(&source.host, source.port, None);
     s.exec_redacted(&stmt, &shown).await?;

@@ -234,6 +234,7 @@ fn context(policy: Policy) -> RecoveryContext {
         replication: ReplicationCredentials {
             user: "repl".into(),
             password: String::new(),
+            source_ca: None,
         },
     }
 }
