@@ -119,6 +119,35 @@ pub struct MySQLClusterSpec {
     /// issues from a CA of the cluster's own.
     #[serde(default)]
     pub tls: TlsSpec,
+    /// Physical copies that fill an instance which cannot replicate (the transactions
+    /// it needs are purged from every binary log, or `korc.dev/rebuild` asks for it).
+    #[serde(default)]
+    pub clone: CloneSpec,
+}
+
+/// How korc copies data into an instance (`spec.clone`). The donor is a caught-up
+/// replica of the primary (the primary only when no replica can serve); one copy
+/// runs at a time per cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneSpec {
+    /// The most a copy may move per second, in MiB (default 100), so that it cannot
+    /// starve the donor's disk and network; 0 lifts the limit.
+    #[serde(default = "default_clone_bandwidth")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub max_mib_per_second: i64,
+}
+
+impl Default for CloneSpec {
+    fn default() -> Self {
+        Self {
+            max_mib_per_second: default_clone_bandwidth(),
+        }
+    }
+}
+
+fn default_clone_bandwidth() -> i64 {
+    100
 }
 
 /// How durable commits are (`spec.durability`).
@@ -488,6 +517,10 @@ pub struct MySQLClusterStatus {
     /// (outcome `running`) before its first irreversible step.
     #[serde(default)]
     pub recoveries: Vec<RecoveryStatus>,
+    /// The last copies into instances that ended, newest last (at most 10); a running
+    /// copy shows in its instance's `cloneProgress`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clones: Vec<CloneRecordStatus>,
     /// Automatic recoveries are blocked until then (anti-flapping), unless acknowledged
     /// with the annotation `korc.dev/acknowledge` on the MySQLCluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -760,6 +793,59 @@ pub struct InstanceStatus {
     /// Zone of the node the pod runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_center: Option<String>,
+    /// The copy korc runs into this instance, while it runs and until it is attached
+    /// (or the last one that failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_progress: Option<CloneProgressStatus>,
+}
+
+/// A copy into an instance that ended.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneRecordStatus {
+    /// Pod name of the instance copied into.
+    pub pod: String,
+    /// Pod name of the donor.
+    pub donor: String,
+    /// `purged` or `requested`.
+    pub reason: String,
+    /// `completed` (the server restarted on the copy) or `failed`.
+    pub outcome: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Bytes copied, as last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_copied: Option<i64>,
+    /// When the copy began.
+    pub started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// When it ended.
+    pub ended_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+/// A physical copy into an instance.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloneProgressStatus {
+    /// Pod name of the donor.
+    pub donor: String,
+    /// Why: `purged` (the transactions it needs are purged from every binary log) or
+    /// `requested` (the pod's `korc.dev/rebuild` annotation).
+    pub reason: String,
+    /// `copying`, `restarting` (the copy is in place and the server restarts on it),
+    /// or `failed` (korc tries again after a pause).
+    pub phase: String,
+    /// Bytes copied so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_copied: Option<i64>,
+    /// Bytes the copy is estimated to move (grows as its stages begin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_estimated: Option<i64>,
+    /// When the copy began.
+    pub started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A detected failure (bounded history).

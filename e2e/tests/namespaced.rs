@@ -1,13 +1,13 @@
 //! korc installed by its chart in namespaced mode: Roles in the watched namespace
 //! instead of a ClusterRole, a cluster there provisioned and healthy with the
-//! restricted pod profile and its NetworkPolicy, a cluster elsewhere left alone.
+//! restricted pod profile, TLS and its NetworkPolicy, a cluster elsewhere left alone.
 
 mod common;
 
-use common::korc::{repo, sample, wait_settled};
+use common::korc::{replica_field, repo, root_conn, sample, wait_settled};
 use common::{namespace, shared};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use korc::api::MySQLCluster;
@@ -79,7 +79,29 @@ async fn a_namespaced_install_runs_clusters_in_its_namespaces_only() {
         .create(&PostParams::default(), &sample("db", 3))
         .await
         .unwrap();
-    wait_settled(&watched, "db", "3/3", "NoProblem", 180).await;
+    let settled = wait_settled(&watched, "db", "3/3", "NoProblem", 180).await;
+
+    // TLS, as in every mode: the cluster's certificate issued into the watched
+    // namespace, and its replicas streaming over TLS.
+    for secret in ["db-ca", "db-tls"] {
+        assert!(
+            Api::<Secret>::namespaced(client.clone(), "team-a")
+                .get_opt(secret)
+                .await
+                .unwrap()
+                .is_some(),
+            "{secret}"
+        );
+    }
+    let primary = settled["primary"].as_str().unwrap();
+    for pod in ["db-0", "db-1", "db-2"]
+        .into_iter()
+        .filter(|p| *p != primary)
+    {
+        let mut conn = root_conn(&client, "team-a", "db", pod).await;
+        assert_eq!(replica_field(&mut conn, "Master_SSL_Allowed").await, "Yes");
+        assert_eq!(replica_field(&mut conn, "Slave_IO_Running").await, "Yes");
+    }
 
     // The restricted profile and the NetworkPolicy, as in every mode.
     let pod = Api::<Pod>::namespaced(client.clone(), "team-a")

@@ -28,14 +28,6 @@ async fn secret_data(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<St
         .collect()
 }
 
-/// A `SHOW SLAVE STATUS` column over root's socket connection.
-async fn replica_field(conn: &mut mysql_async::Conn, column: &str) -> String {
-    use mysql_async::prelude::Queryable;
-    let row: Option<mysql_async::Row> = conn.query_first("SHOW SLAVE STATUS").await.unwrap();
-    row.and_then(|r| r.get_opt::<String, _>(column).and_then(Result::ok))
-        .unwrap_or_default()
-}
-
 /// korc's account over TLS verified against `ca`, to a pod.
 async fn korc_conn(client: &kube::Client, ns: &str, pod: &str, ca: &str) -> mysql_async::Conn {
     let passwords = secret_data(client, ns, "db-credentials").await;

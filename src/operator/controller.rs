@@ -7,6 +7,7 @@
 //! of its pods changes (a container died, a pod was deleted).
 
 use super::bootstrap::{self, Plan};
+use super::clone;
 use super::decide::{
     ACKNOWLEDGE_ANNOTATION, Blocker, Decision, Situation, decide, recoverable_failure,
 };
@@ -108,6 +109,8 @@ pub struct Context {
     pools: ConnectionPools,
     /// The clusters' certificates.
     certificates: Certificates,
+    /// The copies korc runs into instances.
+    copies: clone::Copies,
 }
 
 impl Context {
@@ -133,6 +136,7 @@ impl Context {
             zones: Mutex::default(),
             pools: ConnectionPools::default(),
             certificates: Certificates::default(),
+            copies: clone::Copies::default(),
         }
     }
 
@@ -149,6 +153,7 @@ impl Context {
     /// not in `present`): their memory and their metric series.
     pub fn forget_all_but(&self, present: &std::collections::HashSet<String>) {
         self.certificates.forget_all_but(present);
+        self.copies.forget_all_but(present);
         let mut all = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         let gone: Vec<String> = all
             .keys()
@@ -302,6 +307,31 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
             (plan, None)
         }
     };
+    let copies = if cluster.spec.paused {
+        clone::Followed::default()
+    } else {
+        copy_data(
+            &ctx,
+            &cluster,
+            &clone::Round {
+                id: &id,
+                members: &members,
+                instances: &instances,
+                primary: plan.primary.as_deref(),
+                policy: &policy,
+                connector: &connector,
+                replication: &replication,
+                max_mib_per_second: cluster
+                    .spec
+                    .clone
+                    .max_mib_per_second
+                    .clamp(0, u32::MAX as i64) as u32,
+            },
+        )
+        .await
+    };
+    let mut plan = plan;
+    clone::hold_out(&mut plan, &members, &copies.copies);
     let plan = if cluster.spec.paused || plan.actions.is_empty() {
         plan
     } else {
@@ -319,7 +349,10 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         }
         instances = probe_cluster(&connector, &keys, &instances).await;
         analysis = analyze(&instances, &policy, now_ms());
-        bootstrap::plan(&members, &instances, plan.primary.as_deref(), semi_sync)
+        let mut replanned =
+            bootstrap::plan(&members, &instances, plan.primary.as_deref(), semi_sync);
+        clone::hold_out(&mut replanned, &members, &copies.copies);
+        replanned
     };
     if !cluster.spec.paused {
         label_roles(&ctx, &ns, &members, &plan).await?;
@@ -351,9 +384,36 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         &policy,
         &plan,
         blocker.as_ref(),
+        &copies,
     )
     .await?;
     Ok(Action::requeue(interval))
+}
+
+/// Follows the copies into this cluster's instances (see `clone`): tells what
+/// happened in Events, removes served `korc.dev/rebuild` annotations, and returns the
+/// copies to show and to keep out of the topology.
+async fn copy_data(
+    ctx: &Context,
+    cluster: &MySQLCluster,
+    round: &clone::Round<'_>,
+) -> clone::Followed {
+    let mut followed = ctx.copies.follow(round).await;
+    for note in std::mem::take(&mut followed.notes) {
+        publish(ctx, cluster, note).await;
+    }
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    for pod in &followed.served {
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {clone::REBUILD_ANNOTATION: null}}});
+        if let Err(e) = pods
+            .patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(pod, error = %e, "cannot remove the served rebuild annotation");
+        }
+    }
+    followed
 }
 
 /// Records an acknowledgement (`korc.dev/acknowledge`) in the status, marks every
@@ -767,6 +827,7 @@ async fn members(ctx: &Context, cluster: &MySQLCluster, ns: &str) -> Vec<Member>
             zone,
             revision: pod.labels().get(REVISION_LABEL).cloned(),
             ready: pod.metadata.deletion_timestamp.is_none() && pod_ready(&pod),
+            rebuild: pod.annotations().contains_key(clone::REBUILD_ANNOTATION),
         });
     }
     out
@@ -954,6 +1015,7 @@ async fn report(
     policy: &Policy,
     plan: &Plan,
     blocker: Option<&Blocker>,
+    copies: &clone::Followed,
 ) -> Result<()> {
     let observation = Observation {
         members,
@@ -966,7 +1028,11 @@ async fn report(
         policy,
         now: Timestamp::now(),
     };
-    let new = status::build(cluster, &observation);
+    let mut new = status::build(cluster, &observation);
+    for instance in &mut new.instances {
+        instance.clone_progress = copies.copies.get(&instance.name).cloned();
+    }
+    new.clones = clone::history(&new.clones, &copies.ended);
     let code = new.analysis_code.clone().unwrap_or_default();
     let labels = cluster_labels(cluster);
     // A block is counted and told once, when it begins (or its reason changes).

@@ -241,6 +241,46 @@ pub fn rolling_restart(pod: &str, revision: Option<&str>) -> Note {
     )
 }
 
+/// `CloneStarted`: korc copies a donor's data into a pod, and why.
+pub fn clone_started(pod: &str, donor: &str, reason: &str) -> Note {
+    let why = match reason {
+        "purged" => "its source purged the transactions it needs",
+        _ => "korc.dev/rebuild asks for it",
+    };
+    Note::normal(
+        "CloneStarted",
+        "Clone",
+        format!(
+            "{why}: copying {donor}'s data into {pod}; {pod} stays out of the replicas until it is attached"
+        ),
+    )
+}
+
+/// `CloneFinished`: the pod restarted on its copy; korc attaches it next.
+pub fn clone_finished(pod: &str, donor: &str, seconds: f64) -> Note {
+    Note::normal(
+        "CloneFinished",
+        "Clone",
+        format!(
+            "{pod} restarted on the copy of {donor}'s data ({seconds:.1} s): attaching it as a replica"
+        ),
+    )
+}
+
+/// `CloneFailed`: a copy could not start or did not finish; korc tries again.
+pub fn clone_failed(pod: &str, donor: &str, error: &str) -> Note {
+    let from = if donor.is_empty() {
+        String::new()
+    } else {
+        format!(" from {donor}")
+    };
+    Note::warning(
+        "CloneFailed",
+        "Clone",
+        format!("copying data{from} into {pod} failed: {error}; korc tries again in 30 s"),
+    )
+}
+
 /// `RecoveryBlocked`: a detected failure is held, and why (`cluster`: its name, for
 /// the command that lifts an anti-flapping block).
 pub fn recovery_blocked(blocker: &Blocker, cluster: &str) -> Note {

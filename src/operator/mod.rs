@@ -4,6 +4,7 @@
 //! reconciliation; [`bootstrap`] and [`status`] are its pure decisions.
 
 pub mod bootstrap;
+pub mod clone;
 pub mod controller;
 pub mod decide;
 pub mod election;

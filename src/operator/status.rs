@@ -40,6 +40,8 @@ pub struct Member {
     pub revision: Option<String>,
     /// The pod is Ready and not being deleted.
     pub ready: bool,
+    /// The pod carries `korc.dev/rebuild`: its data is to be copied again.
+    pub rebuild: bool,
 }
 
 #[cfg(test)]
@@ -54,6 +56,7 @@ impl Member {
             zone: None,
             revision: None,
             ready: true,
+            rebuild: false,
         }
     }
 }
@@ -158,6 +161,7 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
                 promotion_rule: spec.map_or(PromotionRule::Neutral, |s| s.promotion_rule),
                 downtime_until: spec.and_then(|s| s.downtime_until.clone()),
                 data_center: m.zone.clone(),
+                clone_progress: None,
             }
         })
         .collect();
@@ -352,6 +356,7 @@ pub fn build(cluster: &MySQLCluster, o: &Observation<'_>) -> MySQLClusterStatus 
         detections,
         last_failover_time: previous.last_failover_time.clone(),
         recoveries: previous.recoveries.clone(),
+        clones: previous.clones.clone(),
         failure_detection: previous.failure_detection.clone(),
         recovery_blocked_until: blocked_until,
         last_acknowledgement: previous.last_acknowledgement.clone(),
@@ -478,6 +483,12 @@ pub fn significant(status: &MySQLClusterStatus) -> MySQLClusterStatus {
         i.last_seen = None;
         i.gtid_position = None;
         i.lag_seconds = None;
+        // A copy's progress is told every 64 MiB, not every round.
+        if let Some(p) = &mut i.clone_progress {
+            const STEP: i64 = 64 << 20;
+            p.bytes_copied = p.bytes_copied.map(|b| b / STEP);
+            p.bytes_estimated = p.bytes_estimated.map(|b| b / STEP);
+        }
     }
     for d in &mut s.detections {
         d.last_seen = d.first_seen.clone();

@@ -182,10 +182,13 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
             // the process list PROCESS, changing korc's accounts' passwords (rotation)
             // CREATE USER, copying a donor's data over a broken instance (clone)
             // CLONE_ADMIN here and BACKUP_ADMIN for the replication account, the donor's
-            // side (it already receives every row change).
+            // side (it already receives every row change), and following the copy
+            // SELECT on the two tables where the recipient reports it.
             sql += &format!(
                 "GRANT CREATE USER, RELOAD, PROCESS, REPLICATION CLIENT ON *.* TO '{OPERATOR_USER}'@'%';\n\
                  GRANT SYSTEM_VARIABLES_ADMIN, REPLICATION_SLAVE_ADMIN, CONNECTION_ADMIN, CLONE_ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT SELECT ON performance_schema.clone_status TO '{OPERATOR_USER}'@'%';\n\
+                 GRANT SELECT ON performance_schema.clone_progress TO '{OPERATOR_USER}'@'%';\n\
                  GRANT REPLICATION SLAVE, BACKUP_ADMIN ON *.* TO '{REPLICATION_USER}'@'%';\n\
                  GRANT PROCESS, REPLICATION CLIENT ON *.* TO '{MONITOR_USER}'@'%';\n"
             );
@@ -267,9 +270,10 @@ mod tests {
     }
 
     /// The privileges granted to `user` by `sql`, one word list.
+    /// The global privileges `user` is granted.
     fn granted(sql: &str, user: &str) -> Vec<String> {
         sql.lines()
-            .filter(|l| l.starts_with("GRANT") && l.ends_with(&format!("TO '{user}'@'%';")))
+            .filter(|l| l.starts_with("GRANT") && l.ends_with(&format!(" ON *.* TO '{user}'@'%';")))
             .flat_map(|l| {
                 let privileges = &l["GRANT ".len()..l.find(" ON ").unwrap()];
                 privileges
@@ -368,12 +372,20 @@ mod tests {
                     "{flavor:?} {user}: {x} in {privileges:?}"
                 );
             }
-            assert!(
-                sql.lines()
-                    .filter(|l| l.starts_with("GRANT"))
-                    .all(|l| l.contains(" ON *.* TO ")),
-                "global administrative privileges only: {sql}"
-            );
+            // Besides global administrative privileges, korc reads how a MySQL copy
+            // goes, on the two tables where the recipient reports it.
+            let table_grants: Vec<&str> = sql
+                .lines()
+                .filter(|l| l.starts_with("GRANT") && !l.contains(" ON *.* TO "))
+                .collect();
+            let expected = match flavor {
+                Flavor::Mariadb => vec![],
+                Flavor::Mysql => vec![
+                    "GRANT SELECT ON performance_schema.clone_status TO 'korc'@'%';",
+                    "GRANT SELECT ON performance_schema.clone_progress TO 'korc'@'%';",
+                ],
+            };
+            assert_eq!(table_grants, expected, "{flavor:?}");
         }
     }
 

@@ -133,14 +133,19 @@ fn fitness(r: &Instance, primary: &Instance, policy: &Policy, now_ms: u64) -> Re
 }
 
 /// The statements a MySQL recipient runs to copy `donor` over its own data, with the
-/// last one as shown in logs and errors (no password). The server restarts once the
-/// copy is in place; it then holds the donor's data and GTIDs. The recipient's
-/// session needs `CLONE_ADMIN` (korc's account has it), `account` on the donor
+/// last one as shown in logs and errors (no password). The recipient forgets its
+/// broken replication first (the copy brings the donor's GTIDs, korc attaches it
+/// afterwards), lifts `super_read_only` (the copy writes its data dictionary), and
+/// the copy is limited to `max_mib_per_second` (0: no limit). The
+/// server restarts once the copy is in place; it then holds the donor's data and
+/// GTIDs. The recipient's session needs `CLONE_ADMIN`, `SYSTEM_VARIABLES_ADMIN` and
+/// `REPLICATION_SLAVE_ADMIN` (korc's account has them), `account` on the donor
 /// `BACKUP_ADMIN` (the replication account has it: it already receives every row
 /// change).
 pub fn mysql_clone_statements(
     donor: &InstanceKey,
     account: &ReplicationCredentials,
+    max_mib_per_second: u32,
 ) -> (Vec<String>, String) {
     let address = format!("{}:{}", donor.host, donor.port);
     let clone = |password: &str| {
@@ -153,6 +158,13 @@ pub fn mysql_clone_statements(
     };
     (
         vec![
+            "STOP REPLICA".to_string(),
+            "RESET REPLICA ALL".to_string(),
+            // The copy writes the recipient's data dictionary, which super_read_only
+            // refuses; read_only stays on, and the restart brings back the persisted
+            // super_read_only.
+            "SET GLOBAL super_read_only = OFF".to_string(),
+            format!("SET GLOBAL clone_max_data_bandwidth = {max_mib_per_second}"),
             format!("SET GLOBAL clone_valid_donor_list = {}", quote(&address)),
             clone(&quote(&account.password)),
         ],
@@ -166,7 +178,8 @@ pub fn mysql_clone_statements(
 const RESTART_LEFT_TO_SUPERVISOR: u16 = 3707;
 
 /// Copies `donor` over `recipient` with MySQL's clone plugin, as `account` on the
-/// donor, waiting at most `bound` for the copy. Returns once the copy is in place: the
+/// donor, at most `max_mib_per_second` (0: no limit), waiting at most `bound` for
+/// the copy. Returns once the copy is in place: the
 /// recipient then restarts, or has shut down for its supervisor to start it, and
 /// holds the donor's data and GTIDs (its own server UUID kept); attach it with GTID
 /// auto-positioning.
@@ -175,12 +188,13 @@ pub async fn clone_mysql(
     recipient: &InstanceKey,
     donor: &InstanceKey,
     account: &ReplicationCredentials,
+    max_mib_per_second: u32,
     bound: Duration,
 ) -> Result<()> {
     let mut connector = connector.clone();
     connector.query_timeout = bound;
     let mut session = connector.connect(recipient).await?;
-    let (statements, shown) = mysql_clone_statements(donor, account);
+    let (statements, shown) = mysql_clone_statements(donor, account, max_mib_per_second);
     let (clone, settings) = statements.split_last().expect("the clone statement");
     for statement in settings {
         session.exec(statement).await?;
@@ -192,6 +206,74 @@ pub async fn clone_mysql(
         }) if e.code == RESTART_LEFT_TO_SUPERVISOR => Ok(()),
         other => other,
     }
+}
+
+/// A copy as the recipient reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyProgress {
+    /// `Not Started`, `In Progress`, `Completed` or `Failed` (MySQL's words).
+    pub state: String,
+    /// Bytes copied so far, over all stages.
+    pub bytes_copied: u64,
+    /// Bytes the copy is estimated to move, over the stages begun.
+    pub bytes_estimated: u64,
+    /// The server's error, when the copy failed.
+    pub error: Option<String>,
+}
+
+/// The last copy into MySQL instance `recipient` (`None` when it never had one), from
+/// `performance_schema.clone_status` and `clone_progress` (korc's account may read
+/// those two tables, and no other).
+pub async fn mysql_clone_progress(
+    connector: &Connector,
+    recipient: &InstanceKey,
+) -> Result<Option<CopyProgress>> {
+    let mut session = connector.connect(recipient).await?;
+    let status = session
+        .rows(
+            "SELECT STATE AS state, ERROR_NO AS error_no, ERROR_MESSAGE AS message \
+             FROM performance_schema.clone_status",
+        )
+        .await?;
+    let Some(mut row) = status.into_iter().next() else {
+        return Ok(None);
+    };
+    let mut text = |column: &str| row.remove(column).flatten().unwrap_or_default();
+    let (state, error_no, message) = (text("state"), text("error_no"), text("message"));
+    let amounts = session
+        .rows(
+            "SELECT CAST(COALESCE(SUM(DATA), 0) AS UNSIGNED) AS copied, \
+             CAST(COALESCE(SUM(ESTIMATE), 0) AS UNSIGNED) AS estimated \
+             FROM performance_schema.clone_progress",
+        )
+        .await?;
+    let amount = |column: &str| -> u64 {
+        amounts
+            .first()
+            .and_then(|r| r.get(column).cloned().flatten())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    };
+    Ok(Some(CopyProgress {
+        state,
+        bytes_copied: amount("copied"),
+        bytes_estimated: amount("estimated"),
+        error: (!error_no.is_empty() && error_no != "0")
+            .then(|| format!("error {error_no}: {message}")),
+    }))
+}
+
+/// How long `key`'s server has been up: a server that restarted on its copy has been
+/// up for less time than since the copy ended.
+pub async fn uptime(connector: &Connector, key: &InstanceKey) -> Result<Duration> {
+    let mut session = connector.connect(key).await?;
+    let seconds = session
+        .name_values("SHOW GLOBAL STATUS LIKE 'Uptime'")
+        .await?
+        .get("Uptime")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX);
+    Ok(Duration::from_secs(seconds))
 }
 
 #[cfg(test)]

@@ -214,6 +214,13 @@ pub async fn scalar(conn: &mut mysql_async::Conn, sql: &str) -> String {
     v.unwrap_or_default()
 }
 
+/// A `SHOW SLAVE STATUS` column ("" when the server is no replica).
+pub async fn replica_field(conn: &mut mysql_async::Conn, column: &str) -> String {
+    let row: Option<mysql_async::Row> = conn.query_first("SHOW SLAVE STATUS").await.unwrap();
+    row.and_then(|r| r.get_opt::<String, _>(column).and_then(Result::ok))
+        .unwrap_or_default()
+}
+
 pub async fn analysis_of(api: &Api<MySQLCluster>, name: &str, pod: &str) -> Option<String> {
     let s = status(api, name).await;
     s["analysis"]

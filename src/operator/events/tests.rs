@@ -202,6 +202,32 @@ fn every_event_reason_reads_as_what_was_seen_and_done() {
              20 s; db-0 stays the primary",
         ),
         (
+            clone_started("db-3", "db-1", "purged"),
+            EventType::Normal,
+            "CloneStarted",
+            "its source purged the transactions it needs: copying db-1's data into db-3; \
+             db-3 stays out of the replicas until it is attached",
+        ),
+        (
+            clone_started("db-2", "db-1", "requested"),
+            EventType::Normal,
+            "CloneStarted",
+            "korc.dev/rebuild asks for it: copying db-1's data into db-2; \
+             db-2 stays out of the replicas until it is attached",
+        ),
+        (
+            clone_finished("db-3", "db-1", 12.34),
+            EventType::Normal,
+            "CloneFinished",
+            "db-3 restarted on the copy of db-1's data (12.3 s): attaching it as a replica",
+        ),
+        (
+            clone_failed("db-3", "", "no instance can give its data"),
+            EventType::Warning,
+            "CloneFailed",
+            "copying data into db-3 failed: no instance can give its data; korc tries again in 30 s",
+        ),
+        (
             rolling_restart("db-2", Some("db-7c9f")),
             EventType::Normal,
             "RollingRestart",

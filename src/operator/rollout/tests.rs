@@ -7,6 +7,7 @@ fn members(pods: &[(Option<&str>, bool)]) -> Vec<Member> {
         .map(|(i, (revision, ready))| Member {
             revision: revision.map(str::to_string),
             ready: *ready,
+            rebuild: false,
             ..Member::numbered(i)
         })
         .collect()

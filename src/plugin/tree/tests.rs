@@ -229,7 +229,7 @@ fn a_status_with_fields_korc_does_not_know_yet_is_read() {
     let s: MySQLClusterStatus = serde_json::from_value(json!({
         "primary": "db-0",
         "instances": [primary("db-0"), {"name": "db-1", "role": "replica", "reachable": true,
-            "promotionRule": "prefer", "source": "db-0", "cloneProgress": 0.5}],
+            "promotionRule": "prefer", "source": "db-0", "rebuildProgress": 0.5}],
         "switchovers": [{"requestId": "r", "outcome": "recovered"}],
         "hooks": [{"id": "x"}],
     }))

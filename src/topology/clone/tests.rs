@@ -168,10 +168,14 @@ fn mysql_clone_names_the_donor_and_hides_the_password() {
         password: "s'cret".into(),
         source_ca: None,
     };
-    let (statements, shown) = mysql_clone_statements(&key("db-1.db.ns.svc:3306"), &account);
+    let (statements, shown) = mysql_clone_statements(&key("db-1.db.ns.svc:3306"), &account, 100);
     assert_eq!(
         statements,
         [
+            "STOP REPLICA",
+            "RESET REPLICA ALL",
+            "SET GLOBAL super_read_only = OFF",
+            "SET GLOBAL clone_max_data_bandwidth = 100",
             "SET GLOBAL clone_valid_donor_list = 'db-1.db.ns.svc:3306'",
             "CLONE INSTANCE FROM 'korc_repl'@'db-1.db.ns.svc':3306 IDENTIFIED BY 's''cret'",
         ]

@@ -1,0 +1,450 @@
+//! Cloning in the operator: which instances need a physical copy (pure: [`wanted`]),
+//! and the copies korc runs for them, one at a time per cluster, followed round by
+//! round ([`Copies::follow`]). The engine chooses the donor and copies
+//! (`topology::clone`); see `docs/cloning.md` for the invariants.
+
+use super::bootstrap::{Action, Plan};
+use super::events::{self, Note};
+use super::status::Member;
+use crate::api::{CloneProgressStatus, CloneRecordStatus};
+use crate::topology::clone::{self as engine, CopyProgress};
+use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::instance::{Flavor, Instance, ThreadState};
+use crate::topology::policy::Policy;
+use crate::topology::session::Connector;
+use k8s_openapi::jiff::Timestamp;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// The pod annotation that asks korc to copy an instance's data again (any value;
+/// korc removes it once the copy is attached).
+pub const REBUILD_ANNOTATION: &str = "korc.dev/rebuild";
+
+/// The source's "fatal error 1236": it cannot send what the replica asks for (the
+/// transactions were purged from its binary logs). MariaDB reports it as the
+/// receiver's error number; MySQL 8 as its own 13114, "Got fatal error 1236 from
+/// source …".
+const SOURCE_CANNOT_SEND: u32 = 1236;
+const MYSQL_FATAL_FROM_SOURCE: u32 = 13114;
+
+/// The receiver stopped because its source cannot send what it needs.
+fn refused_for_purged(inst: &Instance) -> bool {
+    inst.replication.as_ref().is_some_and(|r| {
+        r.io_running != ThreadState::Yes
+            && (r.last_io_errno == SOURCE_CANNOT_SEND
+                || (r.last_io_errno == MYSQL_FATAL_FROM_SOURCE
+                    && r.last_io_error
+                        .contains(&format!("error {SOURCE_CANNOT_SEND} "))))
+    })
+}
+
+/// How long a copy may take before korc gives it up.
+const COPY_BOUND: Duration = Duration::from_secs(6 * 3600);
+
+/// How long a server may take to come back on its copy.
+const RESTART_BOUND: Duration = Duration::from_secs(600);
+
+/// The pause before a failed copy is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Why an instance is copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The transactions it needs are purged from its source's binary logs.
+    Purged,
+    /// The pod's `korc.dev/rebuild` annotation.
+    Requested,
+}
+
+impl Reason {
+    /// The word in the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Purged => "purged",
+            Reason::Requested => "requested",
+        }
+    }
+}
+
+/// The instances that need a copy, with the reason, in pod order: a replica whose
+/// source refuses it because the transactions it needs are purged, and a pod
+/// annotated `korc.dev/rebuild`. Never the primary (switch over first), and never an
+/// instance holding transactions the primary lacks: a copy would destroy them.
+pub fn wanted(
+    members: &[Member],
+    instances: &[Instance],
+    primary: Option<&str>,
+) -> Vec<(String, Reason)> {
+    let Some(p) = primary.and_then(|p| members.iter().position(|m| m.pod == p)) else {
+        return Vec::new();
+    };
+    let source = &instances[p];
+    members
+        .iter()
+        .zip(instances)
+        .enumerate()
+        .filter(|&(i, (_, inst))| i != p && inst.reachable)
+        .filter(|(_, (_, inst))| {
+            !source.reachable || inst.errant_gtids(source).is_none_or(|e| e.is_empty())
+        })
+        .filter_map(|(_, (m, inst))| {
+            if m.rebuild {
+                Some((m.pod.clone(), Reason::Requested))
+            } else if refused_for_purged(inst) {
+                Some((m.pod.clone(), Reason::Purged))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Keeps instances being copied out of the topology: nothing attaches, starts or
+/// lists them as replicas until their copy is in place and they restarted on it.
+pub fn hold_out(
+    plan: &mut Plan,
+    members: &[Member],
+    copies: &BTreeMap<String, CloneProgressStatus>,
+) {
+    for (pod, copy) in copies.iter().filter(|(_, c)| c.phase != "failed") {
+        let Some(member) = members.iter().find(|m| &m.pod == pod) else {
+            continue;
+        };
+        plan.actions.retain(|a| match a {
+            Action::Attach { replica, .. } => replica != &member.key,
+            Action::StartReplication(k) => k != &member.key,
+            Action::SetSemiSyncSource { instance, .. } => instance != &member.key,
+            Action::MakeWritable(_) | Action::MakeReadOnly(_) => true,
+        });
+        plan.replicas.retain(|r| r != pod);
+        plan.excluded.insert(
+            pod.clone(),
+            format!("being cloned from {} ({})", copy.donor, copy.phase),
+        );
+    }
+}
+
+/// Where a copy is.
+enum Phase {
+    /// The copy runs in this task.
+    Copying(JoinHandle<Result<(), String>>),
+    /// The copy is in place since then; the server restarts on it.
+    Restarting(Instant),
+    /// The copy failed then, for this reason.
+    Failed(Instant, String),
+}
+
+/// A copy korc runs.
+struct Copy {
+    donor: String,
+    reason: Reason,
+    started: Timestamp,
+    phase: Phase,
+    progress: Option<CopyProgress>,
+}
+
+impl Copy {
+    /// The record of this copy, ended now with `error` (or completed).
+    fn record(&self, pod: &str, error: Option<String>) -> CloneRecordStatus {
+        CloneRecordStatus {
+            pod: pod.into(),
+            donor: self.donor.clone(),
+            reason: self.reason.as_str().into(),
+            outcome: if error.is_some() {
+                "failed"
+            } else {
+                "completed"
+            }
+            .into(),
+            error,
+            bytes_copied: self.progress.as_ref().map(|p| p.bytes_copied as i64),
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(self.started),
+            ended_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+        }
+    }
+
+    fn status(&self) -> CloneProgressStatus {
+        let (phase, error) = match &self.phase {
+            Phase::Copying(_) => ("copying", None),
+            Phase::Restarting(_) => ("restarting", None),
+            Phase::Failed(_, e) => ("failed", Some(e.clone())),
+        };
+        CloneProgressStatus {
+            donor: self.donor.clone(),
+            reason: self.reason.as_str().into(),
+            phase: phase.into(),
+            bytes_copied: self.progress.as_ref().map(|p| p.bytes_copied as i64),
+            bytes_estimated: self.progress.as_ref().map(|p| p.bytes_estimated as i64),
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(self.started),
+            error,
+        }
+    }
+}
+
+/// What a round of [`Copies::follow`] needs.
+pub struct Round<'a> {
+    /// `namespace/name` of the cluster.
+    pub id: &'a str,
+    /// The pods.
+    pub members: &'a [Member],
+    /// Their probe results.
+    pub instances: &'a [Instance],
+    /// Pod name of the primary.
+    pub primary: Option<&'a str>,
+    /// The cluster's policy (donor choice).
+    pub policy: &'a Policy,
+    /// korc's connections.
+    pub connector: &'a Connector,
+    /// The replication account (the donor's side of a copy).
+    pub replication: &'a ReplicationCredentials,
+    /// `spec.clone.maxMiBPerSecond`.
+    pub max_mib_per_second: u32,
+}
+
+/// Copies kept in the status's history.
+pub const HISTORY: usize = 10;
+
+/// What a round did.
+#[derive(Default)]
+pub struct Followed {
+    /// The copies to show in the status, by pod.
+    pub copies: BTreeMap<String, CloneProgressStatus>,
+    /// Copies that ended, oldest first (the last [`HISTORY`] this leader saw end).
+    pub ended: Vec<CloneRecordStatus>,
+    /// What to tell in Events.
+    pub notes: Vec<Note>,
+    /// Pods whose `korc.dev/rebuild` annotation is served and can be removed.
+    pub served: Vec<String>,
+}
+
+/// The copies of every cluster, kept by the leader between rounds.
+#[derive(Default)]
+pub struct Copies {
+    all: Mutex<HashMap<String, BTreeMap<String, Copy>>>,
+    ended: Mutex<HashMap<String, Vec<CloneRecordStatus>>>,
+}
+
+impl Copies {
+    /// One round: ends copies whose task ended, notices servers restarted on their
+    /// copy, reads the progress of the running one, and starts the next wanted copy
+    /// when none runs.
+    pub async fn follow(&self, round: &Round<'_>) -> Followed {
+        let mut copies = self
+            .all
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(round.id)
+            .unwrap_or_default();
+        let mut out = Followed::default();
+        let wanted = wanted(round.members, round.instances, round.primary);
+        let key_of = |pod: &str| round.members.iter().find(|m| m.pod == pod).map(|m| &m.key);
+        let instance_of = |pod: &str| {
+            round
+                .members
+                .iter()
+                .position(|m| m.pod == pod)
+                .map(|i| &round.instances[i])
+        };
+        let mut done = Vec::new();
+        let mut ended = Vec::new();
+        for (pod, copy) in copies.iter_mut() {
+            let Some(key) = key_of(pod) else {
+                done.push(pod.clone()); // scaled away
+                continue;
+            };
+            match &mut copy.phase {
+                Phase::Copying(task) if task.is_finished() => {
+                    let result = match task.await {
+                        Ok(r) => r,
+                        Err(e) => Err(format!("the copy's task ended: {e}")),
+                    };
+                    copy.phase = match result {
+                        Ok(()) => Phase::Restarting(Instant::now()),
+                        Err(e) => {
+                            out.notes.push(events::clone_failed(pod, &copy.donor, &e));
+                            ended.push(copy.record(pod, Some(e.clone())));
+                            Phase::Failed(Instant::now(), e)
+                        }
+                    };
+                }
+                Phase::Copying(_) => {
+                    if let Ok(Some(p)) = engine::mysql_clone_progress(round.connector, key).await {
+                        copy.progress = Some(p);
+                    }
+                }
+                Phase::Restarting(since) => {
+                    let back = instance_of(pod).is_some_and(|i| i.reachable)
+                        && engine::uptime(round.connector, key)
+                            .await
+                            .is_ok_and(|up| up < since.elapsed());
+                    if back {
+                        let seconds = Timestamp::now().duration_since(copy.started).as_secs_f64();
+                        out.notes
+                            .push(events::clone_finished(pod, &copy.donor, seconds));
+                        if copy.reason == Reason::Requested {
+                            out.served.push(pod.clone());
+                        }
+                        ended.push(copy.record(pod, None));
+                        done.push(pod.clone());
+                    } else if since.elapsed() > RESTART_BOUND {
+                        let e = format!(
+                            "the server did not come back on its copy within {} s",
+                            RESTART_BOUND.as_secs()
+                        );
+                        out.notes.push(events::clone_failed(pod, &copy.donor, &e));
+                        ended.push(copy.record(pod, Some(e.clone())));
+                        copy.phase = Phase::Failed(Instant::now(), e);
+                    }
+                }
+                Phase::Failed(at, _) => {
+                    let still = wanted.iter().any(|(p, _)| p == pod);
+                    if !still || at.elapsed() > RETRY_AFTER {
+                        done.push(pod.clone());
+                    }
+                }
+            }
+        }
+        for pod in done {
+            copies.remove(&pod);
+        }
+        let running = copies
+            .values()
+            .any(|c| !matches!(c.phase, Phase::Failed(..)));
+        let next = wanted.iter().find(|(pod, _)| !copies.contains_key(pod));
+        if let (false, Some((pod, reason))) = (running, next) {
+            let copy = start(round, pod, *reason);
+            if let Phase::Failed(_, e) = &copy.phase {
+                ended.push(copy.record(pod, Some(e.clone())));
+            }
+            tracing::info!(
+                cluster = round.id,
+                pod,
+                donor = copy.donor,
+                reason = reason.as_str(),
+                "copying data"
+            );
+            if let Phase::Failed(_, e) = &copy.phase {
+                out.notes.push(events::clone_failed(pod, &copy.donor, e));
+            } else {
+                out.notes
+                    .push(events::clone_started(pod, &copy.donor, reason.as_str()));
+            }
+            copies.insert(pod.clone(), copy);
+        }
+        out.copies = copies
+            .iter()
+            .map(|(p, c)| (p.clone(), c.status()))
+            .collect();
+        {
+            let mut all = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+            let history = all.entry(round.id.to_string()).or_default();
+            history.extend(ended);
+            let excess = history.len().saturating_sub(HISTORY);
+            history.drain(..excess);
+            out.ended = history.clone();
+        }
+        self.all
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(round.id.to_string(), copies);
+        out
+    }
+
+    /// Forgets the copies of clusters not in `present` (their tasks run to the end).
+    pub fn forget_all_but(&self, present: &std::collections::HashSet<String>) {
+        self.all
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| present.contains(id));
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| present.contains(id));
+    }
+}
+
+/// The status's history of copies: the recorded one with those this leader saw end
+/// added (each once), the last [`HISTORY`] kept.
+pub fn history(
+    recorded: &[CloneRecordStatus],
+    ended: &[CloneRecordStatus],
+) -> Vec<CloneRecordStatus> {
+    let mut all = recorded.to_vec();
+    for e in ended {
+        let known = all
+            .iter()
+            .any(|r| r.pod == e.pod && r.started_at == e.started_at && r.outcome == e.outcome);
+        if !known {
+            all.push(e.clone());
+        }
+    }
+    let excess = all.len().saturating_sub(HISTORY);
+    all.drain(..excess);
+    all
+}
+
+/// Starts copying into `pod`: chooses the donor and spawns the copy, or returns a
+/// failed copy saying why it cannot run.
+fn start(round: &Round<'_>, pod: &str, reason: Reason) -> Copy {
+    let failed = |donor: String, why: String| Copy {
+        donor,
+        reason,
+        started: Timestamp::now(),
+        phase: Phase::Failed(Instant::now(), why),
+        progress: None,
+    };
+    let member = |name: &str| round.members.iter().find(|m| m.pod == name);
+    let (Some(recipient), Some(primary)) = (member(pod), round.primary.and_then(member)) else {
+        return failed(String::new(), "no primary to copy from".into());
+    };
+    let choice = match engine::choose_donor(
+        round.instances,
+        &primary.key,
+        &recipient.key,
+        round.policy,
+        crate::topology::probe::now_ms(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return failed(String::new(), e.to_string()),
+    };
+    let donor = round
+        .members
+        .iter()
+        .find(|m| m.key == choice.donor)
+        .map(|m| m.pod.clone())
+        .unwrap_or_else(|| choice.donor.to_string());
+    let flavor = round
+        .members
+        .iter()
+        .position(|m| m.pod == pod)
+        .and_then(|i| round.instances[i].flavor);
+    if flavor != Some(Flavor::Mysql) {
+        return failed(
+            donor,
+            "copies into MariaDB instances (mariadb-backup) are not supported yet".into(),
+        );
+    }
+    let (connector, replication) = (round.connector.clone(), round.replication.clone());
+    let (to, from, bandwidth) = (
+        recipient.key.clone(),
+        choice.donor.clone(),
+        round.max_mib_per_second,
+    );
+    let task = tokio::spawn(async move {
+        engine::clone_mysql(&connector, &to, &from, &replication, bandwidth, COPY_BOUND)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    Copy {
+        donor,
+        reason,
+        started: Timestamp::now(),
+        phase: Phase::Copying(task),
+        progress: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
