@@ -392,6 +392,10 @@ impl Server {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         die_with_parent(&mut cmd);
+        // The kernel accepts TCP connections as soon as the server listens, which can
+        // be before its socket file exists: wait for both, a stale file removed first.
+        let socket = self.dir.join("mysqld.sock");
+        let _ = std::fs::remove_file(&socket);
         self.child = Some(cmd.spawn().expect("start the server"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect_timeout(
@@ -399,6 +403,7 @@ impl Server {
             Duration::from_millis(100),
         )
         .is_err()
+            || !socket.exists()
         {
             assert!(
                 Instant::now() < deadline,
