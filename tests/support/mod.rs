@@ -222,7 +222,9 @@ fn mysql_basics(dir: &Path) -> String {
 /// process id, so test binaries running at once do not collide.
 fn free_address() -> Ipv4Addr {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = 100 + (std::process::id() % 100) as u8;
+    // 127.200–249: the end-to-end control planes take their blocks from 127.100–199,
+    // so a sandbox never races one of their pods for an address.
+    let base = 200 + (std::process::id() % 50) as u8;
     loop {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let ip = Ipv4Addr::new(127, base, (n / 250) as u8, (n % 250) as u8 + 1);
