@@ -118,12 +118,23 @@ async fn mysql_a_new_instance_whose_transactions_were_purged_is_cloned_from_a_re
     assert!(
         reports
             .iter()
-            .any(|p| p.state == "In Progress" && p.bytes_copied > 0 && p.error.is_none()),
+            .any(|p| p.state == "In Progress" && p.error.is_none()),
         "{reports:?}"
     );
     let ended = Instant::now();
     sb.servers[new].wait_exited(60);
     sb.servers[new].start();
+    // The bytes a small copy moved may show only between two reads; the server keeps
+    // the last copy's report across its restart.
+    let last = mysql_clone_progress(&connector, &key(new))
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        reports.iter().any(|p| p.bytes_copied > 0)
+            || (last.state == "Completed" && last.bytes_copied > 0),
+        "{reports:?} then {last:?}"
+    );
     // What korc tells a server restarted on its copy by (whole seconds, rounded down).
     assert!(uptime(&connector, &key(new)).await.unwrap() <= ended.elapsed());
     point_to(&connector, &key(new), &key(0), Some(&repl), true)
