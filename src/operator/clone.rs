@@ -160,8 +160,10 @@ impl Copy {
             .into(),
             error,
             bytes_copied: self.progress.as_ref().map(|p| p.bytes_copied as i64),
-            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(self.started),
-            ended_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+            // To the second, as the status keeps times: [`history`] knows a recorded
+            // copy again by its start.
+            started_at: whole_seconds(self.started),
+            ended_at: whole_seconds(Timestamp::now()),
         }
     }
 
@@ -363,6 +365,13 @@ impl Copies {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|id, _| present.contains(id));
     }
+}
+
+/// `t` as the status holds it: whole seconds.
+fn whole_seconds(t: Timestamp) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::from_second(t.as_second()).unwrap_or(t),
+    )
 }
 
 /// The status's history of copies: the recorded one with those this leader saw end

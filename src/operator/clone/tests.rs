@@ -233,3 +233,19 @@ fn the_history_adds_each_ended_copy_once_and_keeps_the_last_ten() {
         "the oldest go first"
     );
 }
+
+#[test]
+fn a_recorded_copy_read_back_from_the_status_is_known_again() {
+    let copy = Copy {
+        donor: "db-1".into(),
+        reason: Reason::Purged,
+        started: Timestamp::from_nanosecond(1_700_000_000_123_456_789).unwrap(),
+        phase: Phase::Restarting(std::time::Instant::now()),
+        progress: None,
+    };
+    let ended = vec![copy.record("db-3", None)];
+    // What the API server gives back: the status's times to the second.
+    let stored: Vec<CloneRecordStatus> =
+        serde_json::from_value(serde_json::to_value(&ended).unwrap()).unwrap();
+    assert_eq!(history(&stored, &ended), stored, "recorded once");
+}
