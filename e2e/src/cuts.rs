@@ -57,7 +57,7 @@ impl Cuts {
     /// No cut yet, for the control plane on block `octet`; a table a previous run
     /// left behind is removed.
     pub fn new(octet: u8) -> Result<Self> {
-        let cuts = Self {
+        let mut cuts = Self {
             table: format!("korc_e2e_{octet}"),
             octet,
             next: 1,
@@ -118,8 +118,12 @@ impl Cuts {
         }
     }
 
-    /// Replaces the table with one holding the active cuts, in one transaction.
-    fn apply(&self) -> Result<()> {
+    /// Replaces the table with one holding the active cuts, in one transaction. A cut
+    /// one of whose pods is gone (its cgroup removed) ends with it: its address goes
+    /// to another pod, and nftables cannot name a removed cgroup.
+    fn apply(&mut self) -> Result<()> {
+        self.active
+            .retain(|_, cut| cut.a.cgroup.dir.exists() && cut.b.cgroup.dir.exists());
         nft(&ruleset(&self.table, self.active.values()))
     }
 }

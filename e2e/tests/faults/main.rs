@@ -68,6 +68,10 @@ fn fault_suite() {
                     f
                 }
             };
+            if figures.failure.is_some() {
+                keep_logs(&name).await;
+            }
+            scenarios::clean_up().await;
             println!(
                 "fault scenario {name}: {} in {:.0} s",
                 if figures.failure.is_none() {
@@ -106,6 +110,25 @@ fn fault_suite() {
         "failed scenarios:\n{}",
         failed.join("\n")
     );
+}
+
+/// Copies the pods' logs of a failed scenario where the next control plane will not
+/// remove them: `$KORC_FAULT_LOGS/<scenario>` (default under the temporary directory).
+async fn keep_logs(scenario: &str) {
+    let cp = common::korc::korc_installed().await;
+    let to = std::env::var_os("KORC_FAULT_LOGS")
+        .map_or_else(|| std::env::temp_dir().join("korc-fault-logs"), Into::into)
+        .join(scenario);
+    let _ = std::fs::remove_dir_all(&to);
+    let _ = std::fs::create_dir_all(&to);
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(cp.dir().join("agent/logs/."))
+        .arg(&to)
+        .status();
+    if copied.is_ok_and(|s| s.success()) {
+        println!("fault scenario {scenario}: logs kept in {}", to.display());
+    }
 }
 
 fn today() -> String {
