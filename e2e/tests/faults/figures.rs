@@ -100,6 +100,31 @@ pub fn table(all: &[Figures]) -> String {
     out
 }
 
+/// `table` (rows of the scenarios just run) merged into `previous` (the table as it
+/// was): a scenario's new row replaces its old one, the others stay, in `order`.
+pub fn merge(previous: &str, table: &str, order: &[&str]) -> String {
+    let rows = |t: &str| -> Vec<(String, String)> {
+        t.lines()
+            .skip(2)
+            .filter(|l| l.starts_with("| "))
+            .filter_map(|l| Some((l.split('|').nth(1)?.trim().to_owned(), l.to_owned())))
+            .collect()
+    };
+    let (old, new) = (rows(previous), rows(table));
+    let row = |name: &str| {
+        let find = |rows: &[(String, String)]| rows.iter().find(|(n, _)| n == name).cloned();
+        find(&new).or_else(|| find(&old)).map(|(_, line)| line)
+    };
+    let mut out: String = table.lines().take(2).map(|l| format!("{l}\n")).collect();
+    for name in order {
+        if let Some(line) = row(name) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// `text` with what lies between the two marker lines replaced by `table`.
 pub fn replace_between(text: &str, begin: &str, end: &str, table: &str) -> Option<String> {
     let start = text.find(begin)? + begin.len();
@@ -121,6 +146,20 @@ mod tests {
             (ten, Some((6.0, 10.0, 10.0))),
         ] {
             assert_eq!(spread(&samples), want, "{samples:?}");
+        }
+    }
+
+    #[test]
+    fn new_rows_replace_old_ones_and_the_others_stay() {
+        let head = "| scenario | x |\n|---|---|\n";
+        let previous = format!("{head}| a | 1 |\n| b | 2 |\n| c | 3 |\n");
+        let table = format!("{head}| c | 30 |\n| b | 20 |\n");
+        for (order, want) in [
+            (vec!["a", "b", "c"], "| a | 1 |\n| b | 20 |\n| c | 30 |\n"),
+            (vec!["c", "a"], "| c | 30 |\n| a | 1 |\n"),
+            (vec!["d"], ""),
+        ] {
+            assert_eq!(merge(&previous, &table, &order), format!("{head}{want}"));
         }
     }
 

@@ -92,10 +92,33 @@ fn fault_suite() {
     );
     if let Ok(path) = std::env::var("KORC_FAULT_TABLE") {
         let text = std::fs::read_to_string(&path).unwrap();
-        let stamped = format!(
-            "{table}\nMeasured {} on {}; {runs} runs of each repeating scenario.\n",
+        // Rows of scenarios not run this time stay, with their own measurements.
+        let previous = text
+            .split_once(BEGIN)
+            .and_then(|(_, rest)| rest.split_once(END))
+            .map_or("", |(table, _)| table)
+            .trim_start();
+        let merged = figures::merge(previous, &table, &scenarios::ALL);
+        let ran: Vec<&str> = all.iter().map(|f| f.scenario.as_str()).collect();
+        let stamp = format!(
+            "{} measured {} on {}, {runs} runs of each repeating scenario.",
+            ran.join(", "),
             today(),
             machine()
+        );
+        // The stamps of earlier runs whose rows remain.
+        let earlier: Vec<&str> = previous
+            .lines()
+            .filter(|l| l.contains(" measured ") && !l.starts_with('|'))
+            .filter(|l| {
+                l.split(" measured ")
+                    .next()
+                    .is_some_and(|names| names.split(", ").any(|n| !ran.contains(&n)))
+            })
+            .collect();
+        let stamped = format!(
+            "{merged}\n{}{stamp}\n",
+            earlier.iter().map(|l| format!("{l}\n")).collect::<String>()
         );
         let text = figures::replace_between(&text, BEGIN, END, &stamped)
             .unwrap_or_else(|| panic!("{path} has no {BEGIN} … {END}"));

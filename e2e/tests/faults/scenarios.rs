@@ -16,6 +16,7 @@ use korc_e2e::{ContainerRef, ControlPlane, Fault, PodRef};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
@@ -184,6 +185,15 @@ impl Cluster {
             .to_string()
     }
 
+    /// The ids of the recoveries the status holds.
+    async fn recovery_ids(&self) -> HashSet<String> {
+        self.recoveries()
+            .await
+            .iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     async fn recoveries(&self) -> Vec<Value> {
         status(&self.api, "db").await["recoveries"]
             .as_array()
@@ -313,14 +323,19 @@ impl Load {
     }
 }
 
-/// The one recovery after `before` recoveries: it must have recovered `failed`.
-fn one_recovery(recoveries: &[Value], before: usize, failed: &str) -> Value {
-    assert_eq!(
-        recoveries.len(),
-        before + 1,
-        "exactly one new recovery: {recoveries:#?}"
-    );
-    let r = recoveries[before].clone();
+/// The recoveries not in `before` (ids): the status keeps only the latest ones.
+fn new_recoveries<'a>(recoveries: &'a [Value], before: &HashSet<String>) -> Vec<&'a Value> {
+    recoveries
+        .iter()
+        .filter(|r| r["id"].as_str().is_some_and(|id| !before.contains(id)))
+        .collect()
+}
+
+/// The one recovery not in `before`: it must have recovered `failed`.
+fn one_recovery(recoveries: &[Value], before: &HashSet<String>, failed: &str) -> Value {
+    let new = new_recoveries(recoveries, before);
+    assert_eq!(new.len(), 1, "exactly one new recovery: {new:#?}");
+    let r = new[0].clone();
     assert_eq!(r["failed"], failed, "{r:#}");
     assert_eq!(r["outcome"], "recovered", "{r:#}");
     r
@@ -498,14 +513,14 @@ async fn crashes(cp: &ControlPlane, f: &mut Figures, runs: usize) {
     let load = c.load().await;
     for run in 1..=runs {
         let old = c.primary().await;
-        let before = c.recoveries().await.len();
+        let before = c.recovery_ids().await;
         let at = Instant::now();
         cp.inject(&Fault::Kill(ContainerRef::pod(ns, &old)))
             .await
             .unwrap();
         let failover = wait_failover(&c.client, &c.api, ns, &old, at, &load.writer, 30).await;
         let (healed, _) = c.converge(at, 60, None).await;
-        let r = one_recovery(&c.recoveries().await, before, &old);
+        let r = one_recovery(&c.recoveries().await, &before, &old);
         assert_eq!(r["kind"], "DeadMaster", "{r:#}");
         println!(
             "  run {run}: {old} → {}: first write {:.3} s, -primary {:.3} s, NoProblem {healed:.1} s; {}",
@@ -529,7 +544,7 @@ async fn hang(cp: &ControlPlane, f: &mut Figures, runs: usize) {
         let (c, load) = clusters.get(cp).await;
         let ns = c.ns.clone();
         let old = c.primary().await;
-        let before = c.recoveries().await.len();
+        let before = c.recovery_ids().await;
         let at = Instant::now();
         cp.inject(&Fault::Stop(ContainerRef::pod(&ns, &old)))
             .await
@@ -537,12 +552,12 @@ async fn hang(cp: &ControlPlane, f: &mut Figures, runs: usize) {
         let failover = wait_failover(&c.client, &c.api, &ns, &old, at, &load.writer, 30).await;
         // Woken once the recovery is over: korc deleted the pod it could not fence, so
         // the signal reaches the process that replaced it, if any.
-        let r = recorded(c, before).await;
+        let r = recorded(c, &before).await;
         let _ = cp
             .inject(&Fault::Continue(ContainerRef::pod(&ns, &old)))
             .await;
         let (healed, excluded) = c.converge(at, 120, Some(&old)).await;
-        one_recovery(&c.recoveries().await, before, &old);
+        one_recovery(&c.recoveries().await, &before, &old);
         println!(
             "  run {run}: {old} → {}: first write {:.3} s, settled {healed:.1} s; {}",
             failover.primary,
@@ -606,10 +621,11 @@ impl Fresh {
     }
 }
 
-/// The record of the recovery after `before` recoveries, once it ended.
-async fn recorded(c: &Cluster, before: usize) -> Value {
+/// The record of the recovery not in `before`, once it ended.
+async fn recorded(c: &Cluster, before: &HashSet<String>) -> Value {
     wait_status(&c.api, "db", "the recovery's record", 30, |s| {
-        let r = s["recoveries"].as_array()?.get(before)?;
+        let recoveries = s["recoveries"].as_array()?;
+        let r = *new_recoveries(recoveries, before).first()?;
         (r["outcome"] != "running").then(|| r.clone())
     })
     .await
@@ -623,7 +639,7 @@ async fn korc_cut(cp: &ControlPlane, f: &mut Figures, runs: usize) {
     for run in 1..=runs {
         let primary = c.primary().await;
         let target = PodRef::new("f-korc-cut", &primary);
-        let before = c.recoveries().await.len();
+        let before = c.recovery_ids().await;
         cut_all(cp, &target, &operators, false).await;
         let at = Instant::now();
         wait_status(&c.api, "db", "UnreachableMaster", 30, |s| {
@@ -640,7 +656,7 @@ async fn korc_cut(cp: &ControlPlane, f: &mut Figures, runs: usize) {
         tokio::time::sleep(Duration::from_secs(10)).await;
         let s = status(&c.api, "db").await;
         assert_eq!(s["primary"], primary.as_str(), "{s:#}");
-        assert_eq!(c.recoveries().await.len(), before, "{s:#}");
+        assert!(c.recovery_ids().await.is_subset(&before), "{s:#}");
         let written = load.writer.count() - acked;
         let gap = load.writer.longest_gap_since(Some(held));
         assert!(written > 0, "no write acknowledged while korc was cut off");
@@ -671,11 +687,11 @@ async fn partition(cp: &ControlPlane, f: &mut Figures, runs: usize) {
                 .filter(|p| **p != old)
                 .map(|p| PodRef::new(&ns, p)),
         );
-        let before = c.recoveries().await.len();
+        let before = c.recovery_ids().await;
         let at = Instant::now();
         cut_all(cp, &target, &peers, false).await;
         let failover = wait_failover(&c.client, &c.api, &ns, &old, at, &load.writer, 60).await;
-        let r = recorded(c, before).await;
+        let r = recorded(c, &before).await;
         let taken = load
             .writer
             .acks_from_since(&old_ip, at + failover.endpoint_moved);
@@ -685,7 +701,7 @@ async fn partition(cp: &ControlPlane, f: &mut Figures, runs: usize) {
         );
         cut_all(cp, &target, &peers, true).await;
         let (healed, excluded) = c.converge(at, 120, Some(&old)).await;
-        one_recovery(&c.recoveries().await, before, &old);
+        one_recovery(&c.recoveries().await, &before, &old);
         let placed = if excluded {
             "was held out with transactions the new primary lacks (no NoProblem without a rebuild)"
         } else {
@@ -730,13 +746,13 @@ async fn node(cp: &ControlPlane, f: &mut Figures, runs: usize) {
             c.acknowledge(&format!("switchover {run}")).await;
         }
         let node = node_of(&c.client, "f-node", &old).await;
-        let before = c.recoveries().await.len();
+        let before = c.recovery_ids().await;
         let at = Instant::now();
         cp.inject(&Fault::LoseNode(node.clone())).await.unwrap();
         let failover = wait_failover(&c.client, &c.api, "f-node", &old, at, &load.writer, 60).await;
         cp.inject(&Fault::RestoreNode(node)).await.unwrap();
         let (healed, _) = c.converge(at, 180, None).await;
-        let r = one_recovery(&c.recoveries().await, before, &old);
+        let r = one_recovery(&c.recoveries().await, &before, &old);
         f.note(format!(
             "run {run}: {old}'s node lost → {}: first write {:.3} s; {}",
             failover.primary,
@@ -802,7 +818,7 @@ async fn leader_node(cp: &ControlPlane, f: &mut Figures, successor_on_leader_nod
         on_leader_node.to_string()
     };
     set_failpoint(&c.client, &leader, "recovery-step-promote", "sleep(10000)").await;
-    let before = c.recoveries().await.len();
+    let before = c.recovery_ids().await;
     let at = Instant::now();
     cp.inject(&Fault::Kill(ContainerRef::pod(ns, &old)))
         .await
@@ -813,7 +829,8 @@ async fn leader_node(cp: &ControlPlane, f: &mut Figures, successor_on_leader_nod
         "a successor committed by the leader",
         30,
         |s| {
-            let r = s["recoveries"].as_array()?.get(before)?;
+            let recoveries = s["recoveries"].as_array()?;
+            let r = *new_recoveries(recoveries, &before).first()?;
             (r["leader"] == leader.as_str() && r["successor"].is_string()).then(|| r.clone())
         },
     )
@@ -844,14 +861,11 @@ async fn leader_node(cp: &ControlPlane, f: &mut Figures, successor_on_leader_nod
     let failover = wait_failover(&c.client, &c.api, ns, &old, at, &load.writer, 120).await;
     let (healed, _) = c.converge(at, 180, None).await;
     let recoveries = c.recoveries().await;
-    let promoted: Vec<&Value> = recoveries[before..]
-        .iter()
-        .filter(|r| r["outcome"] == "recovered")
-        .collect();
+    let new = new_recoveries(&recoveries, &before);
+    let promoted: Vec<&&Value> = new.iter().filter(|r| r["outcome"] == "recovered").collect();
     f.note(format!(
         "{leader} lost while failing over {old} (successor {committed} committed); {standby} led; records: {}; {} is primary",
-        recoveries[before..]
-            .iter()
+        new.iter()
             .map(|r| format!("{} by {}", r["outcome"].as_str().unwrap_or_default(), r["leader"].as_str().unwrap_or_default()))
             .collect::<Vec<_>>()
             .join(", then "),
@@ -891,13 +905,13 @@ async fn lagging(cp: &ControlPlane, f: &mut Figures) {
         || async { (load.writer.count() >= rows + 200).then_some(()) },
     )
     .await;
-    let before = c.recoveries().await.len();
+    let before = c.recovery_ids().await;
     let at = Instant::now();
     cp.inject(&Fault::Kill(ContainerRef::pod("f-lagging", &old)))
         .await
         .unwrap();
     let failover = wait_failover(&c.client, &c.api, "f-lagging", &old, at, &load.writer, 30).await;
-    let record = recorded(&c, before).await;
+    let record = recorded(&c, &before).await;
     let waited = record["steps"]
         .as_array()
         .into_iter()
@@ -915,7 +929,7 @@ async fn lagging(cp: &ControlPlane, f: &mut Figures) {
         let _ = conn.query_drop("START SLAVE SQL_THREAD").await;
     }
     let (healed, _) = c.converge(at, 90, None).await;
-    one_recovery(&c.recoveries().await, before, &old);
+    one_recovery(&c.recoveries().await, &before, &old);
     f.failover.push(failover.first_insert.as_secs_f64());
     f.no_problem.push(healed);
     f.runs = 1;
@@ -954,7 +968,7 @@ async fn three_clusters(cp: &ControlPlane, f: &mut Figures) {
         .await;
     for ((c, old), failover) in clusters.iter().zip(&olds).zip(&failovers) {
         let (healed, _) = c.converge(at, 90, None).await;
-        let r = one_recovery(&c.recoveries().await, 0, old);
+        let r = one_recovery(&c.recoveries().await, &HashSet::new(), old);
         f.note(format!(
             "{}: {old} → {}: first write {:.3} s; {}",
             c.ns,
