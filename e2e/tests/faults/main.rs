@@ -106,14 +106,14 @@ fn fault_suite() {
             today(),
             machine()
         );
-        // The stamps of earlier runs whose rows remain.
-        let earlier: Vec<&str> = previous
+        // The stamps of earlier runs, naming only their rows that remain.
+        let earlier: Vec<String> = previous
             .lines()
-            .filter(|l| l.contains(" measured ") && !l.starts_with('|'))
-            .filter(|l| {
-                l.split(" measured ")
-                    .next()
-                    .is_some_and(|names| names.split(", ").any(|n| !ran.contains(&n)))
+            .filter(|l| !l.starts_with('|'))
+            .filter_map(|l| {
+                let (names, rest) = l.split_once(" measured ")?;
+                let kept: Vec<&str> = names.split(", ").filter(|n| !ran.contains(n)).collect();
+                (!kept.is_empty()).then(|| format!("{} measured {rest}", kept.join(", ")))
             })
             .collect();
         let stamped = format!(
