@@ -48,7 +48,7 @@ fn fault_suite() {
     let all: Vec<Figures> = runtime.block_on(async {
         let mut all = Vec::new();
         for name in names {
-            println!("fault scenario {name} ({runs} runs where it repeats)");
+            println!("fault scenario {name} (runs where it repeats: {runs})");
             let at = Instant::now();
             let name = name.to_owned();
             let outcome = tokio::spawn(scenarios::run(name.clone(), runs)).await;
