@@ -512,6 +512,7 @@ impl Cluster {
             clear_env: false,
             cwd: logs.to_path_buf(),
             log: logs.join(format!("{name}.log")),
+            cgroup: None,
         };
         let process = Supervised::spawn(&launch)?;
         self.processes.push((name.to_owned(), process));

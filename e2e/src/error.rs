@@ -74,6 +74,18 @@ pub enum Error {
         /// What it printed on stderr.
         output: String,
     },
+    /// A network cut cannot be made or healed (no cgroup v2, no nftables, not root, or
+    /// an endpoint not running).
+    #[error("network cut: {0}")]
+    NetworkCut(String),
+    /// The node agent could not apply a fault; it said why.
+    #[error("fault {fault}: {detail}")]
+    Fault {
+        /// The annotation's value.
+        fault: String,
+        /// The agent's message.
+        detail: String,
+    },
     /// The thread that owns the control-plane processes is gone.
     #[error("control plane supervisor: {0}")]
     Supervisor(String),

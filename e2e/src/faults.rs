@@ -5,12 +5,16 @@
 //!   main process (like `kill -9` of mysqld); `stop` / `cont` send SIGSTOP /
 //!   SIGCONT to the container's process group (a hung server). `kill:NAME`
 //!   picks a container other than the first.
+//! * `cut:NAMESPACE/POD` (or `cut:POD`, same namespace) cuts the network path between
+//!   the annotated pod and that one: their packets are dropped both ways
+//!   ([`crate::cuts`]); `heal:NAMESPACE/POD` heals it.
 //! * A node annotated `e2e.korc.dev/fault: lose` is lost: all its pods' processes
 //!   die at once and it stops heartbeating. `restore` brings it back; its pods'
 //!   containers then restart, as after a reboot.
 //!
 //! The agent removes the annotation once the fault is applied, which is how
-//! [`inject`] knows it happened.
+//! [`inject`] knows it happened; when it could not apply it, it says why in
+//! [`ERROR_ANNOTATION`], which [`inject`] returns as an error.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,8 @@ use crate::error::{Error, Result};
 
 /// The annotation key the agent watches on pods and nodes.
 pub const ANNOTATION: &str = "e2e.korc.dev/fault";
+/// Where the agent says why it could not apply the last fault (removed on success).
+pub const ERROR_ANNOTATION: &str = "e2e.korc.dev/fault-error";
 
 /// A fault to inject.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +43,34 @@ pub enum Fault {
     LoseNode(String),
     /// A lost node comes back and restarts its pods' containers.
     RestoreNode(String),
+    /// The network path between two pods is cut: packets are dropped both ways.
+    Cut(PodRef, PodRef),
+    /// A cut path works again.
+    Heal(PodRef, PodRef),
+}
+
+/// A pod, by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRef {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+}
+
+impl PodRef {
+    /// Pod `namespace/name`.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// `namespace/name`, how the agent keys pods.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
 }
 
 /// A container of a pod; `container: None` means the pod's first container.
@@ -72,19 +106,42 @@ pub enum Signal {
     Continue,
 }
 
-/// Parses a pod annotation value: `kill`, `stop` or `cont`, optionally `:container`.
-pub fn parse_pod_fault(value: &str) -> Option<(Signal, Option<String>)> {
-    let (verb, container) = match value.split_once(':') {
-        Some((verb, container)) => (verb, Some(container.to_owned())),
+/// A fault on a pod, as the agent reads it from the pod's annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodFault {
+    /// A signal to a container (`None`: the first).
+    Signal(Signal, Option<String>),
+    /// Cut the path to this pod (`namespace/name`).
+    Cut(String),
+    /// Heal the path to this pod (`namespace/name`).
+    Heal(String),
+}
+
+/// Parses the annotation value of a pod in `namespace`: `kill`, `stop` or `cont`,
+/// optionally `:container`; `cut:` or `heal:` and a pod, `namespace/name` or a name in
+/// the same namespace.
+pub fn parse_pod_fault(namespace: &str, value: &str) -> Option<PodFault> {
+    let (verb, argument) = match value.split_once(':') {
+        Some((verb, argument)) => (verb, Some(argument.trim().to_owned())),
         None => (value, None),
+    };
+    let peer = || {
+        let peer = argument.clone().filter(|p| !p.is_empty())?;
+        Some(if peer.contains('/') {
+            peer
+        } else {
+            format!("{namespace}/{peer}")
+        })
     };
     let signal = match verb.trim() {
         "kill" => Signal::Kill,
         "stop" => Signal::Stop,
         "cont" | "continue" => Signal::Continue,
+        "cut" => return peer().map(PodFault::Cut),
+        "heal" => return peer().map(PodFault::Heal),
         _ => return None,
     };
-    Some((signal, container))
+    Some(PodFault::Signal(signal, argument))
 }
 
 /// A fault as the agent reads it from a node's annotation.
@@ -108,27 +165,44 @@ pub fn parse_node_fault(value: &str) -> Option<NodeFault> {
 /// Annotates the target and waits (up to 30 s) until the agent has applied the fault.
 pub async fn inject(client: &kube::Client, fault: &Fault) -> Result<()> {
     let (value, target) = match fault {
-        Fault::Kill(c) => (pod_value("kill", c), Target::Pod(c)),
-        Fault::Stop(c) => (pod_value("stop", c), Target::Pod(c)),
-        Fault::Continue(c) => (pod_value("cont", c), Target::Pod(c)),
+        Fault::Kill(c) => (pod_value("kill", c), Target::Pod(&c.namespace, &c.pod)),
+        Fault::Stop(c) => (pod_value("stop", c), Target::Pod(&c.namespace, &c.pod)),
+        Fault::Continue(c) => (pod_value("cont", c), Target::Pod(&c.namespace, &c.pod)),
         Fault::LoseNode(node) => ("lose".to_owned(), Target::Node(node)),
         Fault::RestoreNode(node) => ("restore".to_owned(), Target::Node(node)),
+        Fault::Cut(a, b) => (
+            format!("cut:{}", b.key()),
+            Target::Pod(a.namespace.as_str(), a.name.as_str()),
+        ),
+        Fault::Heal(a, b) => (
+            format!("heal:{}", b.key()),
+            Target::Pod(a.namespace.as_str(), a.name.as_str()),
+        ),
     };
     let patch = Patch::Merge(json!({ "metadata": { "annotations": { ANNOTATION: value } } }));
     let params = PatchParams::default();
     let deadline = Instant::now() + Duration::from_secs(30);
     match target {
-        Target::Pod(c) => {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &c.namespace);
-            pods.patch(&c.pod, &params, &patch).await?;
-            while pods
-                .get(&c.pod)
-                .await?
-                .metadata
-                .annotations
-                .is_some_and(|a| a.contains_key(ANNOTATION))
-            {
-                wait_step(deadline, &format!("fault {value} on pod {}", c.pod)).await?;
+        Target::Pod(namespace, name) => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            pods.patch(name, &params, &patch).await?;
+            loop {
+                let annotations = pods
+                    .get(name)
+                    .await?
+                    .metadata
+                    .annotations
+                    .unwrap_or_default();
+                if !annotations.contains_key(ANNOTATION) {
+                    return match annotations.get(ERROR_ANNOTATION) {
+                        Some(detail) => Err(Error::Fault {
+                            fault: value,
+                            detail: detail.clone(),
+                        }),
+                        None => Ok(()),
+                    };
+                }
+                wait_step(deadline, &format!("fault {value} on pod {name}")).await?;
             }
         }
         Target::Node(node) => {
@@ -148,13 +222,16 @@ pub async fn inject(client: &kube::Client, fault: &Fault) -> Result<()> {
     Ok(())
 }
 
-/// Removes the fault annotation (the agent's acknowledgement).
-pub(crate) fn clear_patch() -> Patch<serde_json::Value> {
-    Patch::Merge(json!({ "metadata": { "annotations": { ANNOTATION: null } } }))
+/// Removes the fault annotation (the agent's acknowledgement), saying why the fault
+/// could not be applied when `error` is given.
+pub(crate) fn clear_patch(error: Option<&str>) -> Patch<serde_json::Value> {
+    Patch::Merge(
+        json!({ "metadata": { "annotations": { ANNOTATION: null, ERROR_ANNOTATION: error } } }),
+    )
 }
 
 enum Target<'a> {
-    Pod(&'a ContainerRef),
+    Pod(&'a str, &'a str),
     Node(&'a String),
 }
 
@@ -183,13 +260,23 @@ mod tests {
 
     #[test]
     fn parses_pod_and_node_faults() {
-        assert_eq!(parse_pod_fault("kill"), Some((Signal::Kill, None)));
-        assert_eq!(
-            parse_pod_fault("stop:mariadb"),
-            Some((Signal::Stop, Some("mariadb".to_owned())))
-        );
-        assert_eq!(parse_pod_fault("cont"), Some((Signal::Continue, None)));
-        assert_eq!(parse_pod_fault("explode"), None);
+        let signal = |s, c: Option<&str>| Some(PodFault::Signal(s, c.map(str::to_owned)));
+        for (value, want) in [
+            ("kill", signal(Signal::Kill, None)),
+            ("stop:mariadb", signal(Signal::Stop, Some("mariadb"))),
+            ("cont", signal(Signal::Continue, None)),
+            ("explode", None),
+            (
+                "cut:korc-system/korc-0",
+                Some(PodFault::Cut("korc-system/korc-0".to_owned())),
+            ),
+            ("cut:db-1", Some(PodFault::Cut("db/db-1".to_owned()))),
+            ("heal:db-1", Some(PodFault::Heal("db/db-1".to_owned()))),
+            ("cut", None),
+            ("heal:", None),
+        ] {
+            assert_eq!(parse_pod_fault("db", value), want, "{value}");
+        }
         assert_eq!(parse_node_fault("lose"), Some(NodeFault::Lose));
         assert_eq!(parse_node_fault("restore"), Some(NodeFault::Restore));
         assert_eq!(parse_node_fault("kill"), None);

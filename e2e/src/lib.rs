@@ -13,7 +13,9 @@
 pub mod agent;
 pub mod binaries;
 pub mod certs;
+pub mod cgroups;
 pub mod control_plane;
+pub mod cuts;
 pub mod error;
 pub mod faults;
 pub mod helm;
@@ -24,4 +26,4 @@ pub mod process;
 
 pub use control_plane::{ControlPlane, ControlPlaneConfig};
 pub use error::{Error, Result};
-pub use faults::{ContainerRef, Fault};
+pub use faults::{ContainerRef, Fault, PodRef};

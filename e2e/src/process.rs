@@ -30,6 +30,8 @@ pub struct Launch {
     pub cwd: PathBuf,
     /// File that receives stdout and stderr (appended).
     pub log: PathBuf,
+    /// The `cgroup.procs` of the cgroup v2 to start the process in, if any.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// A running child process in its own process group.
@@ -67,11 +69,33 @@ impl Supervised {
                 .iter()
                 .map(|(k, v)| (OsStr::new(k), OsStr::new(v))),
         );
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        let cgroup = match &launch.cgroup {
+            Some(procs) => Some(
+                std::ffi::CString::new(procs.as_os_str().as_encoded_bytes())
+                    .map_err(std::io::Error::other)
+                    .context(|| format!("cgroup {}", procs.display()))?,
+            ),
+            None => None,
+        };
+        // SAFETY: prctl, open, write and close are async-signal-safe; the path was
+        // allocated before the fork and is only read.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(procs) = &cgroup {
+                    // "0" moves the writing process: the child, before it execs.
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    let error = std::io::Error::last_os_error();
+                    libc::close(fd);
+                    if written != 1 {
+                        return Err(error);
+                    }
                 }
                 Ok(())
             });

@@ -2,7 +2,9 @@
 //!
 //! Rank first by the most advanced *received* GTID position (applied plus relay log),
 //! so that korc never promotes a replica that misses transactions another replica
-//! has; among equal positions, by promotion rule, same data center as the failed
+//! has; among equal positions, by the most *applied* (so a replica whose applier lags
+//! is not promoted while a caught-up one exists, and the failover does not wait for a
+//! relay log to drain), then by promotion rule, same data center as the failed
 //! master, lower version, lower binlog format and logging of replica updates.
 //! Instances that must not be promoted are excluded but still considered as donors:
 //! when an excluded replica is ahead of the chosen one, recovery first lets the
@@ -151,6 +153,8 @@ pub enum ChosenBy {
     Kept,
     /// It received transactions the runner-up did not.
     MostAdvanced,
+    /// Equally advanced; it has applied more of what it received.
+    MostApplied,
     /// Equally advanced; its promotion rule is better.
     PromotionRule,
     /// Equally advanced and ruled; it is in the failed master's data center.
@@ -169,6 +173,7 @@ impl std::fmt::Display for ChosenBy {
             Self::OnlyCandidate => "the only replica that can be promoted",
             Self::Kept => "chosen by an interrupted recovery and still promotable",
             Self::MostAdvanced => "it received transactions the next candidate did not",
+            Self::MostApplied => "as advanced as the next candidate, and applied more of it",
             Self::PromotionRule => {
                 "as advanced as the next candidate, with a better promotion rule"
             }
@@ -403,9 +408,11 @@ pub fn rank<R: Borrow<Instance>>(
 ///
 /// A replica still receiving from the primary (IO thread running) is taken to have
 /// received everything the primary has applied, as it would in the moment before a
-/// crash; one that stopped receiving keeps what it has. So the answer does not flip
-/// between replicas that are in sync with every write, yet a replica that fell out of
-/// replication ranks behind as it would in a real failover.
+/// crash; one that stopped receiving keeps what it has. Likewise a replica whose
+/// applier runs is taken to have applied what it received; one whose applier stopped
+/// keeps what it applied. So the answer does not flip between replicas that are in
+/// sync with every write, yet a replica that fell out of replication ranks behind as
+/// it would in a real failover.
 pub fn failover_candidate(
     instances: &[Instance],
     primary: &InstanceKey,
@@ -434,6 +441,17 @@ pub fn failover_candidate(
             {
                 rep.received_gtids = applied.to_string();
             }
+            let applier_runs = r
+                .replication
+                .as_ref()
+                .is_some_and(|x| x.sql_running == ThreadState::Yes);
+            if let Some(received) = r.received_position().filter(|_| applier_runs) {
+                match r.flavor {
+                    Some(Flavor::Mariadb) => r.gtid.current_pos = received.to_string(),
+                    Some(Flavor::Mysql) => r.gtid.executed = received.to_string(),
+                    None => {}
+                }
+            }
             r
         })
         .collect();
@@ -447,6 +465,7 @@ pub fn failover_candidate(
 type RankKey<'a> = (
     Reverse<usize>,
     Reverse<u64>,
+    Reverse<u64>,
     PromotionRule,
     Reverse<bool>,
     Option<(u32, u32)>,
@@ -459,12 +478,14 @@ fn decided_by(winner: &RankKey<'_>, runner_up: &RankKey<'_>) -> ChosenBy {
     if (winner.0, winner.1) != (runner_up.0, runner_up.1) {
         ChosenBy::MostAdvanced
     } else if winner.2 != runner_up.2 {
-        ChosenBy::PromotionRule
+        ChosenBy::MostApplied
     } else if winner.3 != runner_up.3 {
-        ChosenBy::DataCenter
+        ChosenBy::PromotionRule
     } else if winner.4 != runner_up.4 {
-        ChosenBy::Version
+        ChosenBy::DataCenter
     } else if winner.5 != runner_up.5 {
+        ChosenBy::Version
+    } else if winner.6 != runner_up.6 {
         ChosenBy::BinlogFormat
     } else {
         ChosenBy::Address
@@ -558,10 +579,16 @@ fn choose<R: Borrow<Instance>>(
         .enumerate()
         .map(|(i, r)| {
             let transactions = positions[i].map_or(0, GtidPosition::transactions);
+            let applied = r
+                .reachable
+                .then(|| r.executed_position())
+                .flatten()
+                .map_or(0, |p| p.transactions());
             let same_dc = failed_dc.is_some() && seen[i].data_center() == failed_dc;
             (
                 Reverse(contains[i]),
                 Reverse(transactions),
+                Reverse(applied),
                 seen[i].rule(),
                 Reverse(same_dc),
                 r.major_version(),

@@ -30,6 +30,8 @@ pub(crate) struct PodScope {
     pub korc_binary: PathBuf,
     /// The MySQL installation for MySQL images.
     pub mysql_dir: PathBuf,
+    /// The `cgroup.procs` of the pod's cgroup, if pods run in cgroups.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Where one container's private files live.
@@ -72,6 +74,7 @@ impl Plan {
             clear_env: true,
             cwd: self.launch.cwd.clone(),
             log,
+            cgroup: self.launch.cgroup.clone(),
         })
     }
 }
@@ -192,6 +195,7 @@ pub(crate) fn plan(
             clear_env: true,
             cwd,
             log: files.log.clone(),
+            cgroup: scope.cgroup.clone(),
         },
         mounts,
     })
@@ -213,6 +217,7 @@ mod tests {
             kubeconfig: Some(PathBuf::from("/state/pod/kubeconfig")),
             korc_binary: PathBuf::from("/build/korc"),
             mysql_dir: PathBuf::from("/cache/mysql"),
+            cgroup: None,
         }
     }
 

@@ -29,7 +29,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::error::{IoContext, Result};
+use crate::cgroups::CgroupTree;
+use crate::cuts::{Cuts, Endpoint};
+use crate::error::{Error, IoContext, Result};
 use crate::network;
 
 pub use node::node_is_ready;
@@ -131,6 +133,12 @@ pub(crate) struct Context {
     pub run_dir: PathBuf,
     /// Nodes currently lost by fault injection.
     pub lost: Mutex<HashSet<String>>,
+    /// The pods' cgroups, or why pods run without (network cuts then fail saying so).
+    pub cgroups: std::result::Result<CgroupTree, String>,
+    /// The network cuts in force, or why there can be none.
+    pub cuts: Mutex<std::result::Result<Cuts, String>>,
+    /// Each running pod's address and cgroup, by `namespace/name`: the ends of cuts.
+    pub endpoints: Mutex<HashMap<String, Endpoint>>,
     next_ip: Mutex<u32>,
     next_seq: Mutex<u64>,
 }
@@ -169,6 +177,27 @@ impl Context {
 
     pub fn is_lost(&self, node: &str) -> bool {
         self.lost.lock().is_ok_and(|l| l.contains(node))
+    }
+
+    /// Cuts (`heal` false) or heals the path between running pods `a` and `b`
+    /// (`namespace/name`).
+    pub fn cut(&self, a: &str, b: &str, heal: bool) -> Result<()> {
+        let mut cuts = self
+            .cuts
+            .lock()
+            .map_err(|_| Error::NetworkCut("poisoned".to_owned()))?;
+        let cuts = cuts.as_mut().map_err(|e| Error::NetworkCut(e.clone()))?;
+        if heal {
+            return cuts.heal(a, b).map(drop);
+        }
+        let end = |key: &str| {
+            self.endpoints
+                .lock()
+                .ok()
+                .and_then(|e| e.get(key).cloned())
+                .ok_or_else(|| Error::NetworkCut(format!("pod {key} is not running here")))
+        };
+        cuts.cut((a, end(a)?), (b, end(b)?))
     }
 }
 
@@ -221,12 +250,23 @@ impl NodeAgent {
             })
             .collect();
         let names = nodes.iter().map(|n| n.name.clone()).collect();
+        let cgroups = CgroupTree::create(config.address_block).map_err(|e| e.to_string());
+        let cuts = match &cgroups {
+            Ok(_) => Cuts::new(config.address_block).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("pods run without cgroups: {e}")),
+        };
+        if let Err(e) = &cuts {
+            tracing::warn!(error = %e, "network cuts are unavailable");
+        }
         let ctx = Arc::new(Context {
             client,
             config,
             nodes,
             run_dir,
             lost: Mutex::new(HashSet::new()),
+            cgroups,
+            cuts: Mutex::new(cuts),
+            endpoints: Mutex::new(HashMap::new()),
             next_ip: Mutex::new(0),
             next_seq: Mutex::new(0),
         });
@@ -278,6 +318,12 @@ impl NodeAgent {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Ok(Ok(cuts)) = self.ctx.cuts.lock().as_deref_mut() {
+            cuts.remove();
+        }
+        if let Ok(cgroups) = &self.ctx.cgroups {
+            cgroups.remove();
         }
         let _ = std::fs::remove_dir_all(&self.ctx.run_dir);
     }

@@ -293,7 +293,7 @@ pub(crate) async fn watch_faults(
             }
         }
         if let Err(e) = nodes
-            .patch(&name, &PatchParams::default(), &faults::clear_patch())
+            .patch(&name, &PatchParams::default(), &faults::clear_patch(None))
             .await
         {
             tracing::warn!(node = name, error = %e, "acknowledging node fault");

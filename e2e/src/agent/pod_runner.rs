@@ -23,8 +23,10 @@ use super::sources::Sources;
 use super::status::{self, ContainerView, Phase, State};
 use super::volumes::{self, MountTable};
 use super::{Context, StopMode, container_log_path, delete_now, logs, server_socket_pointer};
+use crate::cgroups::PodCgroup;
+use crate::cuts::Endpoint;
 use crate::error::{Error, IoContext, Result};
-use crate::faults::{self, Signal};
+use crate::faults::{self, PodFault, Signal};
 use crate::kubeconfig::{self, Credential};
 use crate::process::Supervised;
 
@@ -207,6 +209,23 @@ struct PodRun {
     last_published: Option<serde_json::Value>,
     handled_fault: Option<String>,
     deadline: Option<Instant>,
+    /// The pod's own cgroup (none when the agent runs pods without).
+    cgroup: Option<PodCgroup>,
+}
+
+impl Drop for PodRun {
+    /// The pod no longer runs here: it is no end of a cut, and its cgroup goes.
+    fn drop(&mut self) {
+        let Some(cgroup) = &self.cgroup else { return };
+        if let Ok(mut endpoints) = self.ctx.endpoints.lock() {
+            let key = format!("{}/{}", self.namespace, self.name);
+            // A new pod of the same name may have registered already.
+            if endpoints.get(&key).is_some_and(|e| &e.cgroup == cgroup) {
+                endpoints.remove(&key);
+            }
+        }
+        cgroup.remove();
+    }
 }
 
 impl PodRun {
@@ -224,6 +243,20 @@ impl PodRun {
             .and_then(|ip| ip.parse().ok())
             .filter(|ip| ctx.reserve_ip(*ip))
             .or_else(|| ctx.allocate_ip())?;
+        let cgroup = ctx.cgroups.as_ref().ok().and_then(|tree| {
+            tree.pod(&format!("p{}", ctx.next_seq()))
+                .inspect_err(
+                    |e| tracing::warn!(pod = name, error = %e, "creating the pod's cgroup"),
+                )
+                .ok()
+        });
+        if let (Some(cgroup), Ok(mut endpoints)) = (&cgroup, ctx.endpoints.lock()) {
+            let end = Endpoint {
+                ip,
+                cgroup: cgroup.clone(),
+            };
+            endpoints.insert(format!("{namespace}/{name}"), end);
+        }
         let dir = ctx
             .config
             .state_dir
@@ -312,6 +345,7 @@ impl PodRun {
             last_published: None,
             handled_fault: None,
             deadline: None,
+            cgroup,
         })
     }
 
@@ -361,6 +395,7 @@ impl PodRun {
             kubeconfig,
             korc_binary: self.ctx.config.korc_binary.clone(),
             mysql_dir: self.ctx.config.mysql_dir.clone(),
+            cgroup: self.cgroup.as_ref().map(PodCgroup::procs),
         });
         self.volumes = Some(volumes);
         Ok(())
@@ -466,32 +501,57 @@ impl PodRun {
         if self.handled_fault.as_deref() == Some(value.as_str()) {
             return;
         }
-        if let Some((signal, container)) = faults::parse_pod_fault(&value) {
-            let slot = match &container {
-                Some(name) => self.main.iter().find(|s| &s.spec.name == name),
-                None => self.main.first(),
-            };
-            if let Some(process) = slot.and_then(|s| s.process.as_ref()) {
-                match signal {
-                    Signal::Kill => process.signal(libc::SIGKILL),
-                    Signal::Stop => process.signal_group(libc::SIGSTOP),
-                    Signal::Continue => process.signal_group(libc::SIGCONT),
-                }
-                tracing::info!(
-                    pod = self.name,
-                    fault = value,
-                    pid = process.pid(),
-                    "fault injected"
-                );
-            }
+        let mut error = None;
+        match faults::parse_pod_fault(&self.namespace, &value) {
+            Some(PodFault::Signal(signal, container)) => self.signal(&value, signal, container),
+            Some(PodFault::Cut(peer)) => error = self.cut(&value, &peer, false),
+            Some(PodFault::Heal(peer)) => error = self.cut(&value, &peer, true),
+            None => error = Some(format!("unknown fault {value:?}")),
         }
         self.handled_fault = Some(value);
         if let Err(e) = self
             .api
-            .patch(&self.name, &PatchParams::default(), &faults::clear_patch())
+            .patch(
+                &self.name,
+                &PatchParams::default(),
+                &faults::clear_patch(error.as_deref()),
+            )
             .await
         {
             tracing::warn!(pod = self.name, error = %e, "acknowledging fault");
+        }
+    }
+
+    /// Cuts or heals the path to `peer`; what went wrong, if anything.
+    fn cut(&self, value: &str, peer: &str, heal: bool) -> Option<String> {
+        let me = format!("{}/{}", self.namespace, self.name);
+        match self.ctx.cut(&me, peer, heal) {
+            Ok(()) => {
+                tracing::info!(pod = self.name, fault = value, "fault injected");
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        }
+    }
+
+    /// Sends a fault's signal to a container's process (`None`: the first container's).
+    fn signal(&self, value: &str, signal: Signal, container: Option<String>) {
+        let slot = match &container {
+            Some(name) => self.main.iter().find(|s| &s.spec.name == name),
+            None => self.main.first(),
+        };
+        if let Some(process) = slot.and_then(|s| s.process.as_ref()) {
+            match signal {
+                Signal::Kill => process.signal(libc::SIGKILL),
+                Signal::Stop => process.signal_group(libc::SIGSTOP),
+                Signal::Continue => process.signal_group(libc::SIGCONT),
+            }
+            tracing::info!(
+                pod = self.name,
+                fault = value,
+                pid = process.pid(),
+                "fault injected"
+            );
         }
     }
 

@@ -5,6 +5,8 @@
 pub mod hooks;
 pub mod korc;
 pub mod kubectl_korc;
+// The fault suite's workload, which the failover tests run beside their faults too.
+#[path = "../faults/workload.rs"]
 pub mod workload;
 
 use std::future::Future;

@@ -303,6 +303,23 @@ fn the_failover_candidate_names_who_would_be_promoted_and_who_could_not_be() {
     assert_eq!(f.pod.as_deref(), Some("db-2"));
     assert_eq!(f.why, "it received transactions the next candidate did not");
 
+    // A replica whose applier stopped behind ranks behind one whose applier runs,
+    // though both received everything; a running applier behind counts as caught up.
+    let mut stalled = three();
+    for r in &mut stalled[1..] {
+        r.gtid.current_pos = "0-10-3".into();
+        r.gtid.binlog_state = "0-10-3".into();
+    }
+    stalled[1].replication.as_mut().unwrap().sql_running = ThreadState::No;
+    let f = observe(&c, &stalled, Some("db-0"))
+        .failover_candidate
+        .unwrap();
+    assert_eq!(f.pod.as_deref(), Some("db-2"));
+    assert_eq!(
+        f.why,
+        "as advanced as the next candidate, and applied more of it"
+    );
+
     p.instance_mut(&key(2)).promotion_rule = PromotionRule::MustNot;
     let f = observe_with(&c, &three(), Some("db-0"), &p)
         .failover_candidate

@@ -289,12 +289,31 @@ fn cases() -> Vec<Case> {
             },
         ),
         case(
-            "the same received position ties whatever was applied",
+            "at the same received position, the one that applied more ranks first",
             vec![maria("b", 3, 12, 12), maria("a", 2, 10, 12)],
             none(),
             Expect {
-                chosen_by: Some(ChosenBy::Address),
-                ..promotes("a")
+                chosen_by: Some(ChosenBy::MostApplied),
+                ..promotes("b")
+            },
+        ),
+        case(
+            "MySQL: at the same received set, the one that executed more ranks first",
+            vec![mysql("b", 3, 12, 12), mysql("a", 2, 10, 12)],
+            none(),
+            Expect {
+                chosen_by: Some(ChosenBy::MostApplied),
+                ..promotes("b")
+            },
+        ),
+        case(
+            "applying more outranks a better promotion rule",
+            vec![maria("b", 3, 12, 12), maria("a", 2, 10, 12)],
+            p(|p| rule(Prefer)(p, "a")),
+            Expect {
+                chosen_by: Some(ChosenBy::MostApplied),
+                hand_over: Some("a"),
+                ..promotes("b")
             },
         ),
         case(

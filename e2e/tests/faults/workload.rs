@@ -1,5 +1,6 @@
-//! What a failover test runs beside the fault: an application writing numbered rows
-//! through the `-primary` Service, and a watcher of writable instances.
+//! What the fault suite (and every failover test) runs beside a fault: an application
+//! writing numbered rows through the `-primary` Service, and a watcher of writable
+//! instances.
 
 use super::korc::{endpoint_ips, pod_ip, try_root_conn, wait_new_primary};
 use super::wait_for;
@@ -104,6 +105,16 @@ impl Writer {
             .map(|w| w[1].1 - w[0].1)
             .max()
             .unwrap_or_default()
+    }
+
+    /// How many inserts acknowledged at or after `since` came from the instance at `ip`.
+    pub fn acks_from_since(&self, ip: &str, since: Instant) -> usize {
+        self.acknowledged
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, t, at)| *t >= since && at == ip)
+            .count()
     }
 
     /// How many inserts were acknowledged so far.
@@ -213,6 +224,32 @@ pub async fn assert_has_rows(
     );
 }
 
+/// How many acknowledged numbers `pod` lacks, once it has had up to `seconds` to catch
+/// up (every acknowledged number when it cannot be reached).
+pub async fn missing_rows(
+    client: &kube::Client,
+    ns: &str,
+    cluster: &str,
+    pod: &str,
+    acknowledged: &BTreeSet<u32>,
+    seconds: u64,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut missing = acknowledged.len();
+    loop {
+        if let Some(mut c) = try_root_conn(client, ns, cluster, pod).await
+            && let Ok(rows) = c.query::<u32, _>("SELECT id FROM app.t").await
+        {
+            let present: BTreeSet<u32> = rows.into_iter().collect();
+            missing = acknowledged.difference(&present).count();
+        }
+        if missing == 0 || Instant::now() >= deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits until every pod has at least as many rows as were acknowledged, then checks
 /// each acknowledged number is there.
 pub async fn assert_everywhere(
@@ -233,47 +270,81 @@ pub async fn assert_everywhere(
     }
 }
 
-/// Checks every 100 ms that at most one instance of the cluster has `read_only=0`.
+/// Checks every 100 ms that at most one instance of the cluster has `read_only=0`, and
+/// at most one such instance is in the `-primary` Service.
 pub struct WritableWatcher {
     stop: Arc<AtomicBool>,
-    violations: Arc<Mutex<Vec<String>>>,
+    violations: Arc<Mutex<Watched>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What a [`WritableWatcher`] saw: each moment two or more instances were writable.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    /// Two or more instances with `read_only=0`.
+    pub writable: Vec<String>,
+    /// Two or more instances with `read_only=0` listed by the `-primary` Service.
+    pub writable_in_service: Vec<String>,
 }
 
 impl WritableWatcher {
     /// Starts watching pods `pods` of `cluster`.
     pub fn start(client: kube::Client, ns: &str, cluster: &str, pods: &[&str]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let violations = Arc::new(Mutex::new(Vec::new()));
+        let violations = Arc::new(Mutex::new(Watched::default()));
         let (s, v) = (stop.clone(), violations.clone());
         let ns = ns.to_string();
         let cluster = cluster.to_string();
+        let service = format!("{cluster}-primary");
         let pods: Vec<String> = pods.iter().map(|p| p.to_string()).collect();
         let task = tokio::spawn(async move {
-            let mut conns: Vec<Option<mysql_async::Conn>> = pods.iter().map(|_| None).collect();
+            // Each pod's connection, with the pod's address when it was made.
+            let mut conns: Vec<Option<(mysql_async::Conn, String)>> =
+                pods.iter().map(|_| None).collect();
             while !s.load(Ordering::SeqCst) {
                 let mut writable = Vec::new();
                 for (pod, conn) in pods.iter().zip(conns.iter_mut()) {
                     if conn.is_none() {
-                        *conn = tokio::time::timeout(
-                            Duration::from_millis(300),
-                            try_root_conn(&client, &ns, &cluster, pod),
-                        )
-                        .await
-                        .ok()
-                        .flatten();
+                        let connect = async {
+                            let c = try_root_conn(&client, &ns, &cluster, pod).await?;
+                            Some((c, pod_address(&client, &ns, pod).await?))
+                        };
+                        *conn = tokio::time::timeout(Duration::from_millis(300), connect)
+                            .await
+                            .ok()
+                            .flatten();
                     }
-                    let Some(c) = conn.as_mut() else { continue };
+                    let Some((c, ip)) = conn.as_mut() else {
+                        continue;
+                    };
                     let ro =
                         c.query_first::<String, _>("SELECT CAST(@@global.read_only + 0 AS CHAR)");
                     match tokio::time::timeout(Duration::from_millis(300), ro).await {
-                        Ok(Ok(Some(ro))) if ro == "0" => writable.push(pod.clone()),
+                        Ok(Ok(Some(ro))) if ro == "0" => writable.push((pod.clone(), ip.clone())),
                         Ok(Ok(_)) => {}
                         _ => *conn = None,
                     }
                 }
                 if writable.len() > 1 {
-                    v.lock().unwrap().push(writable.join(" and "));
+                    let listed = endpoint_ips(&client, &ns, &service)
+                        .await
+                        .unwrap_or_default();
+                    let names = |w: &[(String, String)]| {
+                        w.iter()
+                            .map(|(p, _)| p.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" and ")
+                    };
+                    let in_service: Vec<(String, String)> = writable
+                        .iter()
+                        .filter(|(_, ip)| listed.contains(ip))
+                        .cloned()
+                        .collect();
+                    let mut v = v.lock().unwrap();
+                    v.writable.push(names(&writable));
+                    if in_service.len() > 1 {
+                        v.writable_in_service.push(names(&in_service));
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -287,8 +358,22 @@ impl WritableWatcher {
 
     /// Stops; returns each moment two or more instances were writable.
     pub async fn stop(self) -> Vec<String> {
+        self.stop_watched().await.writable
+    }
+
+    /// Stops; returns what it saw.
+    pub async fn stop_watched(self) -> Watched {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.task.await;
         self.violations.lock().unwrap().clone()
     }
+}
+
+/// A pod's address, if it has one.
+async fn pod_address(client: &kube::Client, ns: &str, pod: &str) -> Option<String> {
+    let pod = kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), ns)
+        .get(pod)
+        .await
+        .ok()?;
+    pod.status?.pod_ip
 }
