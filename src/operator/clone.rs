@@ -257,7 +257,11 @@ impl Copies {
         let mut ended = Vec::new();
         for (pod, copy) in copies.iter_mut() {
             let Some(key) = key_of(pod) else {
-                done.push(pod.clone()); // scaled away
+                // A pod restarting on its copy is away until the StatefulSet made it
+                // again; any other is scaled away.
+                if !matches!(copy.phase, Phase::Restarting(..)) {
+                    done.push(pod.clone());
+                }
                 continue;
             };
             match &mut copy.phase {
@@ -402,9 +406,13 @@ pub fn history(
 ) -> Vec<CloneRecordStatus> {
     let mut all = recorded.to_vec();
     for e in ended {
-        let known = all
-            .iter()
-            .any(|r| r.pod == e.pod && r.started_at == e.started_at && r.outcome == e.outcome);
+        // The status keeps times to the second.
+        let second = |t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| t.0.as_second();
+        let known = all.iter().any(|r| {
+            r.pod == e.pod
+                && second(&r.started_at) == second(&e.started_at)
+                && r.outcome == e.outcome
+        });
         if !known {
             all.push(e.clone());
         }

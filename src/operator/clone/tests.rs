@@ -224,6 +224,14 @@ fn the_history_adds_each_ended_copy_once_and_keeps_the_last_ten() {
         history(&recorded, &ended),
         vec![record("db-3", 1, "failed"), record("db-3", 40, "completed")]
     );
+    // What this leader saw end carries sub-second times the status does not keep.
+    let mut precise = record("db-3", 1, "failed");
+    precise.started_at.0 = Timestamp::from_millisecond(1_250).unwrap();
+    assert_eq!(
+        history(&recorded, &[precise]),
+        recorded,
+        "recorded once, not once a round"
+    );
     let many: Vec<CloneRecordStatus> = (0..12).map(|i| record("db-2", i, "completed")).collect();
     let kept = history(&[], &many);
     assert_eq!(kept.len(), HISTORY);
