@@ -84,9 +84,20 @@ pub enum Command {
         /// ClusterRole.
         #[arg(long, env = "KORC_WATCH_NAMESPACES", value_delimiter = ',')]
         watch_namespaces: Vec<String>,
+        /// korc's own image: MariaDB pods copy the korc binary from it to run the
+        /// agent that copies data between instances.
+        #[arg(long, env = "KORC_IMAGE", default_value = concat!("korc:", env!("CARGO_PKG_VERSION")))]
+        image: String,
         /// Leader election.
         #[command(flatten)]
         election: crate::operator::election::ElectionArgs,
+    },
+    /// The agent beside a MariaDB server, run by korc's pods from the database image
+    /// (copies of data between instances; see docs/cloning.md).
+    Agent {
+        /// What the agent does.
+        #[command(subcommand)]
+        command: AgentCommand,
     },
     /// Graceful takeover: move the primary role to a replica; prints the record.
     Switchover {
@@ -100,6 +111,78 @@ pub enum Command {
         #[command(flatten)]
         plan: PlanArgs,
     },
+}
+
+/// `korc agent`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Copy this korc binary to PATH (an emptyDir the database image's containers
+    /// share).
+    Install {
+        /// Where the binary goes.
+        path: PathBuf,
+    },
+    /// Before the server starts: swap a complete staged copy into the data
+    /// directory, or delete an incomplete one.
+    Restore {
+        /// The server's data directory.
+        #[arg(long, default_value = "/var/lib/mysql")]
+        datadir: PathBuf,
+    },
+    /// Serve backups (donor) and copies (recipient) beside the server.
+    Serve {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The local server.
+        #[arg(long, value_name = "HOST:PORT")]
+        server: InstanceKey,
+        /// The server's data directory.
+        #[arg(long, default_value = "/var/lib/mysql")]
+        datadir: PathBuf,
+        /// The only account that may call the agent.
+        #[arg(long, default_value = crate::provisioning::REPLICATION_USER)]
+        user: String,
+        /// The cluster's certificate directory (ca.crt, tls.crt, tls.key): TLS on.
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
+        /// The name the cluster's certificates carry.
+        #[arg(long, value_name = "NAME", requires = "tls_dir")]
+        tls_server_name: Option<String>,
+    },
+}
+
+impl AgentCommand {
+    async fn run(self) -> Result<u8> {
+        let failed = |e: crate::agent::AgentError| Error::Invalid(e.to_string());
+        match self {
+            AgentCommand::Install { path } => crate::agent::install(&path).map_err(failed)?,
+            AgentCommand::Restore { datadir } => {
+                let steps = crate::agent::restore::restore(&datadir).map_err(failed)?;
+                if !steps.is_empty() {
+                    eprintln!("korc agent restore: {steps:?}");
+                }
+            }
+            AgentCommand::Serve {
+                listen,
+                server,
+                datadir,
+                user,
+                tls_dir,
+                tls_server_name,
+            } => crate::agent::serve::serve(crate::agent::serve::Settings {
+                listen,
+                server,
+                datadir,
+                user,
+                tls_dir,
+                tls_server_name,
+            })
+            .await
+            .map_err(failed)?,
+        }
+        Ok(0)
+    }
 }
 
 /// The tools `korc import` reads.
@@ -728,12 +811,14 @@ pub async fn run(command: Command) -> Result<u8> {
             listen,
             source_address,
             watch_namespaces,
+            image,
             election,
         } => {
             crate::operator::run(
                 crate::operator::controller::Settings {
                     source_address,
                     watch_namespaces,
+                    image,
                 },
                 &election,
                 listen,
@@ -741,6 +826,7 @@ pub async fn run(command: Command) -> Result<u8> {
             .await?;
             Ok(0)
         }
+        Command::Agent { command } => command.run().await,
         Command::Crd => {
             print!("{}", crate::api::crds_yaml());
             Ok(0)

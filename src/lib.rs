@@ -1,6 +1,7 @@
 //! korc: a Kubernetes operator for MySQL/MariaDB replication clusters.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod error;

@@ -26,7 +26,12 @@ async fn main() -> ExitCode {
         return ExitCode::from(korc::plugin::main().await);
     }
     let cli = Cli::parse();
-    init_logs(cli.log_json, "warn");
+    // The agent tells what it copies, as a server's log would.
+    let quiet = match cli.command {
+        korc::cli::Command::Agent { .. } => "info",
+        _ => "warn",
+    };
+    init_logs(cli.log_json, quiet);
     match run(cli.command).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -14,7 +14,7 @@ use crate::topology::policy::Policy;
 use crate::topology::session::Connector;
 use k8s_openapi::jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
@@ -128,10 +128,11 @@ pub fn hold_out(
 
 /// Where a copy is.
 enum Phase {
-    /// The copy runs in this task.
-    Copying(JoinHandle<Result<(), String>>),
-    /// The copy is in place since then; the server restarts on it.
-    Restarting(Instant),
+    /// The copy runs in this task; a MariaDB copy ends staged, with its GTID position.
+    Copying(JoinHandle<Result<Option<String>, String>>),
+    /// The copy is in place (or staged) since then; the server restarts on it, and a
+    /// MariaDB replica then resumes from this GTID position.
+    Restarting(Instant, Option<String>),
     /// The copy failed then, for this reason.
     Failed(Instant, String),
 }
@@ -143,6 +144,8 @@ struct Copy {
     started: Timestamp,
     phase: Phase,
     progress: Option<CopyProgress>,
+    /// Where the task of a MariaDB copy writes what the recipient's agent reports.
+    reported: Option<Arc<Mutex<Option<CopyProgress>>>>,
 }
 
 impl Copy {
@@ -170,7 +173,7 @@ impl Copy {
     fn status(&self) -> CloneProgressStatus {
         let (phase, error) = match &self.phase {
             Phase::Copying(_) => ("copying", None),
-            Phase::Restarting(_) => ("restarting", None),
+            Phase::Restarting(..) => ("restarting", None),
             Phase::Failed(_, e) => ("failed", Some(e.clone())),
         };
         CloneProgressStatus {
@@ -199,7 +202,8 @@ pub struct Round<'a> {
     pub policy: &'a Policy,
     /// korc's connections.
     pub connector: &'a Connector,
-    /// The replication account (the donor's side of a copy).
+    /// The replication account (the donor's side of a copy, and the account korc's
+    /// agents answer).
     pub replication: &'a ReplicationCredentials,
     /// `spec.clone.maxMiBPerSecond`.
     pub max_mib_per_second: u32,
@@ -219,6 +223,8 @@ pub struct Followed {
     pub notes: Vec<Note>,
     /// Pods whose `korc.dev/rebuild` annotation is served and can be removed.
     pub served: Vec<String>,
+    /// Pods holding a staged copy, to delete: their next start swaps it in.
+    pub restart: Vec<String>,
 }
 
 /// The copies of every cluster, kept by the leader between rounds.
@@ -253,7 +259,11 @@ impl Copies {
         let mut ended = Vec::new();
         for (pod, copy) in copies.iter_mut() {
             let Some(key) = key_of(pod) else {
-                done.push(pod.clone()); // scaled away
+                // A pod restarting on its copy is away until the StatefulSet made it
+                // again; any other is scaled away.
+                if !matches!(copy.phase, Phase::Restarting(..)) {
+                    done.push(pod.clone());
+                }
                 continue;
             };
             match &mut copy.phase {
@@ -263,7 +273,12 @@ impl Copies {
                         Err(e) => Err(format!("the copy's task ended: {e}")),
                     };
                     copy.phase = match result {
-                        Ok(()) => Phase::Restarting(Instant::now()),
+                        Ok(position) => {
+                            if position.is_some() {
+                                out.restart.push(pod.clone());
+                            }
+                            Phase::Restarting(Instant::now(), position)
+                        }
                         Err(e) => {
                             out.notes.push(events::clone_failed(pod, &copy.donor, &e));
                             ended.push(copy.record(pod, Some(e.clone())));
@@ -271,16 +286,34 @@ impl Copies {
                         }
                     };
                 }
-                Phase::Copying(_) => {
-                    if let Ok(Some(p)) = engine::mysql_clone_progress(round.connector, key).await {
-                        copy.progress = Some(p);
+                Phase::Copying(_) => match &copy.reported {
+                    Some(reported) => {
+                        let p = reported.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        copy.progress = p.or(copy.progress.take());
                     }
-                }
-                Phase::Restarting(since) => {
-                    let back = instance_of(pod).is_some_and(|i| i.reachable)
+                    None => {
+                        if let Ok(Some(p)) =
+                            engine::mysql_clone_progress(round.connector, key).await
+                        {
+                            copy.progress = Some(p);
+                        }
+                    }
+                },
+                Phase::Restarting(since, position) => {
+                    let mut back = instance_of(pod).is_some_and(|i| i.reachable)
                         && engine::uptime(round.connector, key)
                             .await
                             .is_ok_and(|up| up < since.elapsed());
+                    if back && let Some(gtid) = position {
+                        // Replication resumes where the copy ends; until that is set,
+                        // the instance stays held out.
+                        if let Err(e) =
+                            engine::set_replica_position(round.connector, key, gtid).await
+                        {
+                            tracing::warn!(pod, error = %e, "cannot set the copy's replica position");
+                            back = false;
+                        }
+                    }
                     if back {
                         let seconds = Timestamp::now().duration_since(copy.started).as_secs_f64();
                         out.notes
@@ -403,6 +436,7 @@ fn start(round: &Round<'_>, pod: &str, reason: Reason) -> Copy {
         started: Timestamp::now(),
         phase: Phase::Failed(Instant::now(), why),
         progress: None,
+        reported: None,
     };
     let member = |name: &str| round.members.iter().find(|m| m.pod == name);
     let (Some(recipient), Some(primary)) = (member(pod), round.primary.and_then(member)) else {
@@ -429,11 +463,11 @@ fn start(round: &Round<'_>, pod: &str, reason: Reason) -> Copy {
         .iter()
         .position(|m| m.pod == pod)
         .and_then(|i| round.instances[i].flavor);
+    if flavor == Some(Flavor::Mariadb) {
+        return start_mariadb(round, &recipient.key, &choice.donor, donor, reason);
+    }
     if flavor != Some(Flavor::Mysql) {
-        return failed(
-            donor,
-            "copies into MariaDB instances (mariadb-backup) are not supported yet".into(),
-        );
+        return failed(donor, "the recipient's flavor is unknown".into());
     }
     let (connector, replication) = (round.connector.clone(), round.replication.clone());
     let (to, from, bandwidth) = (
@@ -444,6 +478,7 @@ fn start(round: &Round<'_>, pod: &str, reason: Reason) -> Copy {
     let task = tokio::spawn(async move {
         engine::clone_mysql(&connector, &to, &from, &replication, bandwidth, COPY_BOUND)
             .await
+            .map(|()| None)
             .map_err(|e| e.to_string())
     });
     Copy {
@@ -452,6 +487,49 @@ fn start(round: &Round<'_>, pod: &str, reason: Reason) -> Copy {
         started: Timestamp::now(),
         phase: Phase::Copying(task),
         progress: None,
+        reported: None,
+    }
+}
+
+/// Starts a MariaDB copy through korc's agents (`crate::agent`): the recipient's
+/// pulls a backup from the donor's, on the pods' addresses, over TLS verified like
+/// korc's sessions when the cluster has TLS.
+fn start_mariadb(
+    round: &Round<'_>,
+    recipient: &crate::topology::instance::InstanceKey,
+    donor_key: &crate::topology::instance::InstanceKey,
+    donor: String,
+    reason: Reason,
+) -> Copy {
+    use crate::agent::{AGENT_PORT, ClientTls, client::AgentClient};
+    use crate::topology::session::Tls;
+    let agent = |key| format!("{}:{AGENT_PORT}", round.connector.address_of(key).host);
+    let (to, from) = (agent(recipient), agent(donor_key));
+    let tls = match &round.connector.tls {
+        Tls::Verified { ca, server_name } => Some(ClientTls {
+            ca: ca.clone(),
+            server_name: server_name
+                .clone()
+                .unwrap_or_else(|| recipient.host.clone()),
+        }),
+        Tls::Disabled | Tls::Required => None,
+    };
+    let client = AgentClient::new(&round.replication.user, &round.replication.password, tls);
+    let reported = Arc::new(Mutex::new(None));
+    let (shared, bandwidth) = (reported.clone(), round.max_mib_per_second);
+    let task = tokio::spawn(async move {
+        engine::clone_mariadb(&client, &to, &from, bandwidth, &shared, COPY_BOUND)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string())
+    });
+    Copy {
+        donor,
+        reason,
+        started: Timestamp::now(),
+        phase: Phase::Copying(task),
+        progress: None,
+        reported: Some(reported),
     }
 }
 

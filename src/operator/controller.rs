@@ -69,6 +69,8 @@ pub struct Settings {
     pub source_address: SourceAddress,
     /// The namespaces korc watches; all when empty.
     pub watch_namespaces: Vec<String>,
+    /// korc's own image (the agent of MariaDB pods comes from it).
+    pub image: String,
 }
 
 /// What korc remembers of a cluster between reconciliations.
@@ -214,6 +216,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
             &passwords.desired,
             passwords.generated,
             ctx.settings.source_address,
+            &ctx.settings.image,
         );
         let in_force = provisioning::passwords_in_force(&cluster, &passwords.in_force);
         apply_if_changed(&ctx, &cluster, &ns, &id, &desired, &in_force).await?;
@@ -391,7 +394,8 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
 }
 
 /// Follows the copies into this cluster's instances (see `clone`): tells what
-/// happened in Events, removes served `korc.dev/rebuild` annotations, and returns the
+/// happened in Events, removes served `korc.dev/rebuild` annotations, deletes pods
+/// whose copy is staged, and returns the
 /// copies to show and to keep out of the topology.
 async fn copy_data(
     ctx: &Context,
@@ -411,6 +415,14 @@ async fn copy_data(
             .await
         {
             tracing::warn!(pod, error = %e, "cannot remove the served rebuild annotation");
+        }
+    }
+    // A staged MariaDB copy is swapped in before the server's next start; the
+    // StatefulSet makes the pod again (a failed deletion ends the copy's restart bound,
+    // and the copy is tried again).
+    for pod in &followed.restart {
+        if let Err(e) = pods.delete(pod, &Default::default()).await {
+            tracing::warn!(pod, error = %e, "cannot restart a pod on its copy");
         }
     }
     followed

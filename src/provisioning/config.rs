@@ -144,6 +144,12 @@ pub fn my_cnf(spec: &MySQLClusterSpec) -> String {
     match flavor {
         Flavor::Mariadb => {
             cnf += "binlog_format=ROW\nlog_slave_updates=ON\ngtid_strict_mode=ON\nslave_net_timeout=2\n";
+            // korc's agent stages copies and keeps the data they replaced in the data
+            // directory: neither is a database, nor part of a backup this instance
+            // gives (mariadb-backup skips what the server ignores).
+            for dir in crate::agent::restore::NOT_DATA {
+                cnf += &format!("ignore_db_dirs={dir}\n");
+            }
             // Every instance starts read-only with the source side off (korc turns it on
             // on the primary only: a replica's applier would wait for acknowledgements
             // nobody sends) and the replica side on. Starting in the replica role makes a

@@ -165,11 +165,15 @@ pub fn init_sql(flavor: Flavor, p: &Passwords) -> String {
             // their semi-sync side) REPLICATION SLAVE ADMIN, replica and binlog status
             // SLAVE MONITOR and BINLOG MONITOR, killing the old primary's clients
             // CONNECTION ADMIN, the acknowledged no-op RELOAD, the process list PROCESS,
-            // changing the accounts' passwords (rotation) CREATE USER.
+            // changing the accounts' passwords (rotation) CREATE USER. The replication
+            // account is also the donor's side of a copy (mariadb-backup: BACKUP STAGE
+            // and BACKUP LOCK take RELOAD, its checks PROCESS, the copy's binlog
+            // position BINLOG MONITOR); none reads a table, and it already receives
+            // every row change.
             sql += &format!(
                 "GRANT CREATE USER, RELOAD, PROCESS, BINLOG MONITOR, REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN, \
                  SLAVE MONITOR, READ_ONLY ADMIN, CONNECTION ADMIN ON *.* TO '{OPERATOR_USER}'@'%';\n\
-                 GRANT REPLICATION SLAVE, SLAVE MONITOR ON *.* TO '{REPLICATION_USER}'@'%';\n\
+                 GRANT REPLICATION SLAVE, SLAVE MONITOR, RELOAD, PROCESS, BINLOG MONITOR ON *.* TO '{REPLICATION_USER}'@'%';\n\
                  GRANT PROCESS, SLAVE MONITOR, BINLOG MONITOR ON *.* TO '{MONITOR_USER}'@'%';\n"
             );
         }

@@ -1,11 +1,13 @@
 //! The objects of one cluster: StatefulSet, Services, ConfigMap, Secrets, PodDisruptionBudget.
 
+use super::certificates::cluster_server_name;
 use super::config::{Flavor, TLS_DIR, my_cnf};
 use super::credentials::{Passwords, init_sql, require_tls_sql};
 use super::{
     MYSQL_PORT, POD_INDEX_LABEL, ROLE_LABEL, SourceAddress, common_labels, credentials_secret,
     headless_service, selector_labels, tls_secret,
 };
+use crate::agent::AGENT_PORT;
 use crate::api::MySQLCluster;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
@@ -118,6 +120,7 @@ pub fn build(
     passwords: &Passwords,
     generated: bool,
     source: SourceAddress,
+    korc_image: &str,
 ) -> Desired {
     let name = headless_service(cluster);
     let ns = cluster.metadata.namespace.clone().unwrap_or_default();
@@ -134,6 +137,14 @@ pub fn build(
     let (root_env, root_host_env) = match flavor {
         Flavor::Mariadb => ("MARIADB_ROOT_PASSWORD", "MARIADB_ROOT_HOST"),
         Flavor::Mysql => ("MYSQL_ROOT_PASSWORD", "MYSQL_ROOT_HOST"),
+    };
+    let restricted = SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..Default::default()
     };
     let container = Container {
         name: "mysql".into(),
@@ -184,14 +195,7 @@ pub fn build(
             ..Default::default()
         }),
         resources: spec.resources.clone(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted.clone()),
         volume_mounts: Some(with_tls(
             spec.tls.enabled,
             vec![
@@ -233,10 +237,25 @@ pub fn build(
             ..Default::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![container],
+            init_containers: (flavor == Flavor::Mariadb)
+                .then(|| agent::init_containers(&spec.image, korc_image, &restricted)),
+            containers: match flavor {
+                Flavor::Mariadb => vec![
+                    container,
+                    agent::sidecar(
+                        &spec.image,
+                        spec.tls
+                            .enabled
+                            .then(|| cluster_server_name(&name, &ns))
+                            .as_deref(),
+                        &restricted,
+                    ),
+                ],
+                Flavor::Mysql => vec![container],
+            },
             volumes: Some(with_tls(
                 spec.tls.enabled,
-                vec![
+                [
                     Volume {
                         name: "config".into(),
                         config_map: Some(ConfigMapVolumeSource {
@@ -253,7 +272,10 @@ pub fn build(
                         }),
                         ..Default::default()
                     },
-                ],
+                ]
+                .into_iter()
+                .chain((flavor == Flavor::Mariadb).then(agent::tools_volume))
+                .collect(),
                 // The kubelet refreshes a Secret volume's files in place: a renewed
                 // certificate reaches the running servers.
                 Volume {
@@ -398,7 +420,7 @@ pub fn build(
     let network_policy = spec
         .network_policy
         .enabled
-        .then(|| network_policy(cluster, name.clone(), &selector));
+        .then(|| network_policy(cluster, name.clone(), &selector, flavor));
     Desired {
         stateful_set,
         services,
@@ -416,6 +438,7 @@ fn network_policy(
     cluster: &MySQLCluster,
     name: String,
     selector: &BTreeMap<String, String>,
+    flavor: Flavor,
 ) -> NetworkPolicy {
     let pods = |labels: BTreeMap<String, String>| LabelSelector {
         match_labels: Some(labels),
@@ -429,6 +452,20 @@ fn network_policy(
         )]))),
         ..Default::default()
     };
+    let tcp = |port: u16| NetworkPolicyPort {
+        port: Some(IntOrString::Int(port.into())),
+        protocol: Some("TCP".into()),
+        end_port: None,
+    };
+    let cluster_pods = NetworkPolicyPeer {
+        pod_selector: Some(pods(selector.clone())),
+        ..Default::default()
+    };
+    // The agent copies data between instances: the cluster's pods and korc only.
+    let agent = (flavor == Flavor::Mariadb).then(|| NetworkPolicyIngressRule {
+        from: Some(vec![cluster_pods.clone(), korc.clone()]),
+        ports: Some(vec![tcp(AGENT_PORT)]),
+    });
     let clients = BTreeMap::from([(
         CLIENT_LABEL.to_string(),
         cluster.metadata.name.clone().unwrap_or_default(),
@@ -438,32 +475,136 @@ fn network_policy(
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(pods(selector.clone())),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![
-                    NetworkPolicyPeer {
-                        pod_selector: Some(pods(selector.clone())),
-                        ..Default::default()
-                    },
-                    korc,
-                    NetworkPolicyPeer {
-                        pod_selector: Some(pods(clients)),
-                        ..Default::default()
-                    },
-                ]),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(MYSQL_PORT)),
-                    protocol: Some("TCP".into()),
-                    end_port: None,
-                }]),
-            }]),
+            ingress: Some(
+                std::iter::once(NetworkPolicyIngressRule {
+                    from: Some(vec![
+                        cluster_pods,
+                        korc,
+                        NetworkPolicyPeer {
+                            pod_selector: Some(pods(clients)),
+                            ..Default::default()
+                        },
+                    ]),
+                    ports: Some(vec![tcp(MYSQL_PORT as u16)]),
+                })
+                .chain(agent)
+                .collect(),
+            ),
             ..Default::default()
         }),
+    }
+}
+
+/// korc's agent in MariaDB pods (see `crate::agent`): korc's binary copied from
+/// korc's image into an emptyDir, run with the database image's `mariadb-backup`.
+mod agent {
+    use super::*;
+
+    /// The emptyDir holding korc's binary.
+    const TOOLS: &str = "korc-tools";
+    /// Where it is mounted.
+    const TOOLS_DIR: &str = "/korc-tools";
+    /// The server's data directory.
+    const DATADIR: &str = "/var/lib/mysql";
+
+    fn korc() -> String {
+        format!("{TOOLS_DIR}/korc")
+    }
+
+    fn mount(name: &str, path: &str) -> VolumeMount {
+        VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn tools_volume() -> Volume {
+        Volume {
+            name: TOOLS.into(),
+            empty_dir: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    /// `korc-tools` copies korc's binary into the emptyDir; `restore` swaps a staged
+    /// copy in (or deletes an incomplete one) before the server starts.
+    pub(super) fn init_containers(
+        db_image: &str,
+        korc_image: &str,
+        security: &SecurityContext,
+    ) -> Vec<Container> {
+        vec![
+            Container {
+                name: "korc-tools".into(),
+                image: Some(korc_image.into()),
+                args: Some(vec!["agent".into(), "install".into(), korc()]),
+                security_context: Some(security.clone()),
+                volume_mounts: Some(vec![mount(TOOLS, TOOLS_DIR)]),
+                ..Default::default()
+            },
+            Container {
+                name: "restore".into(),
+                image: Some(db_image.into()),
+                command: Some(vec![
+                    korc(),
+                    "agent".into(),
+                    "restore".into(),
+                    format!("--datadir={DATADIR}"),
+                ]),
+                security_context: Some(security.clone()),
+                volume_mounts: Some(vec![mount("data", DATADIR), mount(TOOLS, TOOLS_DIR)]),
+                ..Default::default()
+            },
+        ]
+    }
+
+    /// `agent`: serves backups and copies on the pod's address; TLS with the cluster's
+    /// certificate, verified by `tls_server_name`, when the cluster has TLS.
+    pub(super) fn sidecar(
+        db_image: &str,
+        tls_server_name: Option<&str>,
+        security: &SecurityContext,
+    ) -> Container {
+        let mut command = vec![
+            korc(),
+            "agent".into(),
+            "serve".into(),
+            format!("--listen=$(POD_IP):{AGENT_PORT}"),
+            format!("--server=$(POD_IP):{MYSQL_PORT}"),
+            format!("--datadir={DATADIR}"),
+        ];
+        let mut mounts = vec![mount("data", DATADIR), mount(TOOLS, TOOLS_DIR)];
+        if let Some(name) = tls_server_name {
+            command.push(format!("--tls-dir={TLS_DIR}"));
+            command.push(format!("--tls-server-name={name}"));
+            mounts.push(VolumeMount {
+                read_only: Some(true),
+                ..mount("tls", TLS_DIR)
+            });
+        }
+        Container {
+            name: "agent".into(),
+            image: Some(db_image.into()),
+            command: Some(command),
+            env: Some(vec![env_field("POD_IP", "status.podIP")]),
+            ports: Some(vec![ContainerPort {
+                name: Some("korc-agent".into()),
+                container_port: AGENT_PORT.into(),
+                ..Default::default()
+            }]),
+            security_context: Some(security.clone()),
+            volume_mounts: Some(mounts),
+            ..Default::default()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KORC: &str = "registry.example/korc:1.2";
 
     #[test]
     fn database_pods_run_with_the_restricted_profile_and_no_api_token() {
@@ -472,6 +613,7 @@ mod tests {
             &Passwords::generate(),
             true,
             SourceAddress::PodIp,
+            KORC,
         );
         let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.automount_service_account_token, Some(false));
@@ -488,7 +630,7 @@ mod tests {
     #[test]
     fn the_network_policy_admits_the_cluster_korc_and_labelled_clients_on_the_server_port() {
         let c = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11"}));
-        let d = build(&c, &Passwords::generate(), true, SourceAddress::PodIp);
+        let d = build(&c, &Passwords::generate(), true, SourceAddress::PodIp, KORC);
         let policy = serde_json::to_value(d.network_policy.unwrap()).unwrap();
         assert_eq!(policy["metadata"]["name"], "db");
         let spec = &policy["spec"];
@@ -511,16 +653,28 @@ mod tests {
         let off = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11",
             "networkPolicy": {"enabled": false}}));
         assert!(
-            build(&off, &Passwords::generate(), true, SourceAddress::PodIp)
-                .network_policy
-                .is_none()
+            build(
+                &off,
+                &Passwords::generate(),
+                true,
+                SourceAddress::PodIp,
+                KORC
+            )
+            .network_policy
+            .is_none()
         );
     }
 
     #[test]
     fn tls_mounts_the_certificate_secret_and_requires_tls_of_korcs_accounts() {
         let on = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11"}));
-        let d = build(&on, &Passwords::generate(), true, SourceAddress::PodIp);
+        let d = build(
+            &on,
+            &Passwords::generate(),
+            true,
+            SourceAddress::PodIp,
+            KORC,
+        );
         let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
         let volume = pod.volumes.unwrap().into_iter().find(|v| v.name == "tls");
         assert_eq!(
@@ -545,10 +699,134 @@ mod tests {
 
         let off = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11",
             "tls": {"enabled": false}}));
-        let d = build(&off, &Passwords::generate(), true, SourceAddress::PodIp);
+        let d = build(
+            &off,
+            &Passwords::generate(),
+            true,
+            SourceAddress::PodIp,
+            KORC,
+        );
         let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
         assert!(!pod.volumes.unwrap().iter().any(|v| v.name == "tls"));
         assert!(!d.init_secret.string_data.unwrap()["korc-init.sql"].contains("REQUIRE SSL"));
+    }
+
+    #[test]
+    fn mariadb_pods_carry_korcs_agent_from_korcs_image_and_mysql_pods_do_not() {
+        let c = cluster(serde_json::json!({"replicas": 3, "image": "mariadb:10.11"}));
+        let d = build(&c, &Passwords::generate(), true, SourceAddress::PodIp, KORC);
+        let pod =
+            serde_json::to_value(d.stateful_set.spec.unwrap().template.spec.unwrap()).unwrap();
+        let init = &pod["initContainers"];
+        assert_eq!(init[0]["name"], "korc-tools");
+        assert_eq!(init[0]["image"], KORC);
+        assert_eq!(
+            init[0]["args"],
+            serde_json::json!(["agent", "install", "/korc-tools/korc"])
+        );
+        assert_eq!(init[1]["name"], "restore");
+        assert_eq!(
+            init[1]["image"], "mariadb:10.11",
+            "mariadb-backup of the server's version"
+        );
+        assert_eq!(
+            init[1]["command"],
+            serde_json::json!([
+                "/korc-tools/korc",
+                "agent",
+                "restore",
+                "--datadir=/var/lib/mysql"
+            ])
+        );
+        let agent = &pod["containers"][1];
+        assert_eq!(agent["name"], "agent");
+        assert_eq!(agent["image"], "mariadb:10.11");
+        assert_eq!(
+            agent["command"],
+            serde_json::json!([
+                "/korc-tools/korc",
+                "agent",
+                "serve",
+                "--listen=$(POD_IP):3307",
+                "--server=$(POD_IP):3306",
+                "--datadir=/var/lib/mysql",
+                "--tls-dir=/etc/mysql/tls",
+                "--tls-server-name=db.prod.svc"
+            ])
+        );
+        assert_eq!(agent["ports"][0]["containerPort"], 3307);
+        assert_eq!(
+            agent["securityContext"]["capabilities"]["drop"],
+            serde_json::json!(["ALL"])
+        );
+        for c in [&init[1], agent] {
+            let mounts: Vec<_> = c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| (m["name"].clone(), m["mountPath"].clone()))
+                .collect();
+            assert!(
+                mounts.contains(&("data".into(), "/var/lib/mysql".into())),
+                "{mounts:?}"
+            );
+            assert!(
+                mounts.contains(&("korc-tools".into(), "/korc-tools".into())),
+                "{mounts:?}"
+            );
+        }
+        assert!(
+            pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["name"] == "korc-tools" && v["emptyDir"].is_object())
+        );
+        // The agent's port admits the cluster's pods and korc, not the clients.
+        let policy = serde_json::to_value(d.network_policy.unwrap()).unwrap();
+        let rule = &policy["spec"]["ingress"][1];
+        assert_eq!(
+            rule["ports"],
+            serde_json::json!([{"port": 3307, "protocol": "TCP"}])
+        );
+        assert_eq!(rule["from"].as_array().unwrap().len(), 2);
+        assert!(!rule["from"].to_string().contains("korc.dev/client"));
+
+        let plain = cluster(
+            serde_json::json!({"replicas": 3, "image": "mariadb:10.11", "tls": {"enabled": false}}),
+        );
+        let d = build(
+            &plain,
+            &Passwords::generate(),
+            true,
+            SourceAddress::PodIp,
+            KORC,
+        );
+        let pod =
+            serde_json::to_value(d.stateful_set.spec.unwrap().template.spec.unwrap()).unwrap();
+        assert!(!pod["containers"][1]["command"].to_string().contains("tls"));
+
+        let mysql = cluster(serde_json::json!({"replicas": 3, "image": "mysql:8.4"}));
+        let d = build(
+            &mysql,
+            &Passwords::generate(),
+            true,
+            SourceAddress::PodIp,
+            KORC,
+        );
+        let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
+        assert!(pod.init_containers.is_none());
+        assert_eq!(pod.containers.len(), 1);
+        assert_eq!(
+            d.network_policy
+                .unwrap()
+                .spec
+                .unwrap()
+                .ingress
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     fn cluster(json: serde_json::Value) -> MySQLCluster {
@@ -563,7 +841,13 @@ mod tests {
         let c = cluster(
             serde_json::json!({"replicas": 3, "image": "mariadb:10.11", "storage": {"size": "5Gi"}}),
         );
-        let d = build(&c, &Passwords::generate(), true, SourceAddress::PodDns);
+        let d = build(
+            &c,
+            &Passwords::generate(),
+            true,
+            SourceAddress::PodDns,
+            KORC,
+        );
         let sts = d.stateful_set.spec.as_ref().unwrap();
         assert_eq!(sts.replicas, Some(3));
         assert_eq!(sts.service_name.as_deref(), Some("db"));
@@ -625,7 +909,7 @@ mod tests {
     #[test]
     fn a_configuration_change_changes_the_pod_template() {
         let annotation = |c: &MySQLCluster| {
-            let d = build(c, &Passwords::generate(), true, SourceAddress::PodDns);
+            let d = build(c, &Passwords::generate(), true, SourceAddress::PodDns, KORC);
             let template = d.stateful_set.spec.unwrap().template;
             template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
         };
@@ -643,7 +927,13 @@ mod tests {
         let c = cluster(
             serde_json::json!({"replicas": 1, "image": "mysql:8.4", "credentialsSecret": "mine"}),
         );
-        let d = build(&c, &Passwords::generate(), false, SourceAddress::PodIp);
+        let d = build(
+            &c,
+            &Passwords::generate(),
+            false,
+            SourceAddress::PodIp,
+            KORC,
+        );
         assert!(d.pdb.is_none() && d.credentials.is_none());
         let container = &d
             .stateful_set

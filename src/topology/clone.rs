@@ -13,8 +13,12 @@ use super::instance::{Instance, InstanceKey};
 use super::policy::Policy;
 use super::session::Connector;
 use super::{Error, Result};
+use crate::agent::AgentError;
+use crate::agent::client::AgentClient;
+use crate::agent::protocol::{CloneRequest, CopyState};
 use serde::Serialize;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Why a replica cannot be the donor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -261,6 +265,111 @@ pub async fn mysql_clone_progress(
         error: (!error_no.is_empty() && error_no != "0")
             .then(|| format!("error {error_no}: {message}")),
     }))
+}
+
+/// How often korc asks the recipient's agent how its copy goes.
+const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+
+/// Unanswered questions in a row after which a copy is taken as lost (its agent died).
+const UNANSWERED: u32 = 10;
+
+/// Copies the MariaDB instance whose agent is at `donor` into the one whose agent is
+/// at `recipient` (`host:port` each; see `crate::agent`), at most
+/// `max_mib_per_second` (0: no limit), waiting at most `bound`, writing what the
+/// recipient reports into `progress`. Returns once the copy is staged, complete and
+/// prepared, with its GTID position: the recipient's next start swaps it in (delete
+/// its pod), then set its `gtid_slave_pos` to that position and attach it.
+pub async fn clone_mariadb(
+    client: &AgentClient,
+    recipient: &str,
+    donor: &str,
+    max_mib_per_second: u32,
+    progress: &Mutex<Option<CopyProgress>>,
+    bound: Duration,
+) -> Result<String, AgentError> {
+    let request = CloneRequest {
+        donor: donor.to_string(),
+        max_mib_per_second,
+    };
+    match client.start_copy(recipient, &request).await {
+        // A copy korc started before (a retried round) runs: it is followed.
+        Err(AgentError::Refused { status: 409, .. }) | Ok(()) => {}
+        Err(e) => return Err(e),
+    }
+    let started = Instant::now();
+    let mut unanswered = 0;
+    let lost = |detail: String| AgentError::Remote {
+        address: recipient.to_string(),
+        detail,
+    };
+    loop {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        if started.elapsed() > bound {
+            return Err(lost(format!(
+                "the copy took more than {} s",
+                bound.as_secs()
+            )));
+        }
+        let report = match client.copy_report(recipient).await {
+            Ok(r) => {
+                unanswered = 0;
+                r
+            }
+            Err(e) if unanswered < UNANSWERED => {
+                unanswered += 1;
+                tracing::debug!(recipient, error = %e, "no copy report");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        *progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(CopyProgress {
+            state: match report.state {
+                CopyState::Staged => "Completed",
+                CopyState::Failed => "Failed",
+                _ => "In Progress",
+            }
+            .into(),
+            bytes_copied: report.bytes_copied,
+            bytes_estimated: report.bytes_estimated,
+            error: report.error.clone(),
+        });
+        match report.state {
+            CopyState::Copying | CopyState::Preparing => {}
+            CopyState::Staged => {
+                return report
+                    .gtid_position
+                    .ok_or_else(|| lost("a staged copy without its GTID position".into()));
+            }
+            CopyState::Failed => {
+                return Err(lost(
+                    report.error.unwrap_or_else(|| "the copy failed".into()),
+                ));
+            }
+            CopyState::Idle => return Err(lost("the agent has no copy (it restarted)".into())),
+        }
+    }
+}
+
+/// Sets the replica position of MariaDB instance `key`, restarted on a copy, to the
+/// copy's `gtid` (when it differs), so that GTID replication resumes where the copy
+/// ends: the copy's `mysql.gtid_slave_pos` is the donor's replica position, which
+/// lags the copy when the donor was the primary.
+pub async fn set_replica_position(
+    connector: &Connector,
+    key: &InstanceKey,
+    gtid: &str,
+) -> Result<()> {
+    let mut session = connector.connect(key).await?;
+    let current = session
+        .value("SELECT @@global.gtid_slave_pos")
+        .await?
+        .unwrap_or_default();
+    if current != gtid {
+        session
+            .exec(&format!("SET GLOBAL gtid_slave_pos = {}", quote(gtid)))
+            .await?;
+    }
+    Ok(())
 }
 
 /// How long `key`'s server has been up: a server that restarted on its copy has been

@@ -347,7 +347,8 @@ impl Server {
             Flavor::MariaDb => {
                 common
                     + "user=root\nlog_slave_updates=ON\nbinlog_format=ROW\ngtid_strict_mode=ON\n\
-                       slave_net_timeout=4\ninnodb_log_file_size=16M\n"
+                       slave_net_timeout=4\ninnodb_log_file_size=16M\n\
+                       ignore_db_dirs=.korc-clone\nignore_db_dirs=.korc-replaced\n"
             }
             Flavor::Mysql => {
                 // A copy made before the template lost it would share the UUID.
@@ -416,6 +417,11 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The server's data directory.
+    pub fn datadir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     /// The server's error log.

@@ -79,6 +79,36 @@ impl Plan {
     }
 }
 
+/// Programs of a server image's containers that run with the image's shims on `PATH`
+/// (the server, its entrypoint, or a shell that may start either).
+const SERVER_PROGRAMS: &[&str] = &[
+    "docker-entrypoint.sh",
+    "mariadbd",
+    "mysqld",
+    "healthcheck.sh",
+    "sh",
+    "bash",
+    "dash",
+];
+
+/// How a container of a server image runs: an explicit command of another program
+/// (korc's agent, a tool) is a plain local process, with the host's MariaDB tools
+/// (`mariadb-backup`, `mbstream`) on `PATH` like the image's.
+pub(crate) fn effective_runtime(container: &Container, runtime: Runtime) -> Runtime {
+    let program = container
+        .command
+        .as_ref()
+        .and_then(|c| c.first())
+        .and_then(|p| Path::new(p).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    match (runtime, program) {
+        (Runtime::MariaDb | Runtime::MySql, Some(p)) if !SERVER_PROGRAMS.contains(&p.as_str()) => {
+            Runtime::Command
+        }
+        _ => runtime,
+    }
+}
+
 /// Plans `container` with its resolved environment.
 pub(crate) fn plan(
     scope: &PodScope,
@@ -88,6 +118,7 @@ pub(crate) fn plan(
     mounts: MountTable,
     env: Vec<(String, String)>,
 ) -> Result<Plan> {
+    let runtime = effective_runtime(container, runtime);
     let dir = files.dir.as_path();
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
@@ -332,6 +363,44 @@ mod tests {
         )
         .expect("plan");
         assert_eq!(planned.launch.args, ["mysqld"], "the image's default CMD");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn server_images_run_other_programs_as_plain_processes() {
+        let dir = std::env::temp_dir().join(format!("korc-plan-test4-{}", std::process::id()));
+        let c = container(serde_json::json!({
+            "name": "agent", "image": "mariadb:10.11",
+            "command": ["/korc-tools/korc", "agent", "serve", "--listen=$(POD_IP):3307"],
+        }));
+        let planned = plan(
+            &scope(),
+            &c,
+            Runtime::MariaDb,
+            &files(&dir),
+            MountTable::default(),
+            Vec::new(),
+        )
+        .expect("plan");
+        assert_eq!(planned.launch.program, "/korc-tools/korc");
+        assert_eq!(
+            planned.launch.args,
+            ["agent", "serve", "--listen=127.9.0.1:3307"]
+        );
+        assert!(!dir.join("my.cnf").exists(), "no server prepared");
+        assert_eq!(effective_runtime(&c, Runtime::Korc), Runtime::Korc);
+        for program in ["mariadbd", "/usr/local/bin/docker-entrypoint.sh", "sh"] {
+            let c = container(serde_json::json!({
+                "name": "mysql", "image": "mariadb:10.11", "command": [program],
+            }));
+            assert_eq!(
+                effective_runtime(&c, Runtime::MariaDb),
+                Runtime::MariaDb,
+                "{program}"
+            );
+        }
+        let c = container(serde_json::json!({ "name": "mysql", "image": "mariadb:10.11" }));
+        assert_eq!(effective_runtime(&c, Runtime::MariaDb), Runtime::MariaDb);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -271,7 +271,10 @@ impl PodRun {
                         .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
                 });
                 Slot {
-                    runtime: images::classify(c.image.as_deref().unwrap_or_default()),
+                    runtime: container::effective_runtime(
+                        c,
+                        images::classify(c.image.as_deref().unwrap_or_default()),
+                    ),
                     files: ContainerFiles {
                         dir: dir.join("containers").join(&c.name),
                         socket: ctx.run_dir.join(format!("{seq}.sock")),

@@ -240,8 +240,9 @@ fn a_recorded_copy_read_back_from_the_status_is_known_again() {
         donor: "db-1".into(),
         reason: Reason::Purged,
         started: Timestamp::from_nanosecond(1_700_000_000_123_456_789).unwrap(),
-        phase: Phase::Restarting(std::time::Instant::now()),
+        phase: Phase::Restarting(std::time::Instant::now(), None),
         progress: None,
+        reported: None,
     };
     let ended = vec![copy.record("db-3", None)];
     // What the API server gives back: the status's times to the second.

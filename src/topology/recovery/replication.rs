@@ -210,7 +210,8 @@ async fn start_applier(s: &mut Session) -> Result<()> {
 
 /// Points an instance at `source` with GTID auto-positioning and starts replication.
 /// `was_master` marks an instance that replicated from nobody (an old master or a new
-/// instance): on MariaDB its applied position is then its binlog.
+/// instance): on MariaDB its applied position is then its binlog, or its replica
+/// position when its binlog is empty (an instance restarted on a copy).
 pub async fn point_to(
     connector: &Connector,
     key: &InstanceKey,
@@ -222,8 +223,13 @@ pub async fn point_to(
     let d = s.dialect;
     s.exec(&d.stop_replica()).await?;
     if was_master && d.flavor == Flavor::Mariadb {
-        s.exec("SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos")
-            .await?;
+        // An instance restarted on a physical copy has no binary log yet: its
+        // position is the copy's, in gtid_slave_pos (korc sets it), and stays.
+        s.exec(
+            "SET GLOBAL gtid_slave_pos = IF(@@global.gtid_binlog_pos = '', \
+             @@global.gtid_slave_pos, @@global.gtid_binlog_pos)",
+        )
+        .await?;
     }
     let resolved = match credentials {
         Some(c) if c.source_ca == Some(SourceCa::ServerCa) => {
