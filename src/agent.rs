@@ -15,6 +15,7 @@
 pub mod client;
 pub mod protocol;
 pub mod restore;
+pub mod save;
 pub mod serve;
 pub mod throttle;
 mod transport;

@@ -422,6 +422,12 @@ pub struct RecoverySpec {
     #[serde(default = "default_lag")]
     #[schemars(range(min = 1))]
     pub relay_log_apply_timeout_seconds: i64,
+    /// Rebuild an instance held out for errant transactions (an old primary that wrote
+    /// what its successor never received) by copying a healthy replica's data over it,
+    /// once its errant transactions are saved on its volume (MariaDB). Off: it stays
+    /// held out until the pod is annotated `korc.dev/rebuild`.
+    #[serde(default)]
+    pub rebuild_errant_instances: bool,
 }
 
 fn yes() -> bool {
@@ -450,6 +456,7 @@ impl Default for RecoverySpec {
             sql_thread_not_up_to_date: SqlThreadNotUpToDate::Delay,
             reasonable_replication_lag_seconds: default_lag(),
             relay_log_apply_timeout_seconds: default_lag(),
+            rebuild_errant_instances: false,
         }
     }
 }
@@ -807,13 +814,20 @@ pub struct CloneRecordStatus {
     pub pod: String,
     /// Pod name of the donor.
     pub donor: String,
-    /// `purged` or `requested`.
+    /// `purged`, `requested` or `errant`.
     pub reason: String,
     /// `completed` (the server restarted on the copy) or `failed`.
     pub outcome: String,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The errant transactions the instance held, saved before the copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errant_gtids: Option<String>,
+    /// Where they are saved: the directory on the pod's data volume holding their
+    /// binary log events and the old data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_to: Option<String>,
     /// Bytes copied, as last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_copied: Option<i64>,
@@ -829,8 +843,9 @@ pub struct CloneRecordStatus {
 pub struct CloneProgressStatus {
     /// Pod name of the donor.
     pub donor: String,
-    /// Why: `purged` (the transactions it needs are purged from every binary log) or
-    /// `requested` (the pod's `korc.dev/rebuild` annotation).
+    /// Why: `purged` (the transactions it needs are purged from every binary log),
+    /// `requested` (the pod's `korc.dev/rebuild` annotation) or `errant` (held out for
+    /// errant transactions, with `spec.recovery.rebuildErrantInstances`).
     pub reason: String,
     /// `copying`, `restarting` (the copy is in place and the server restarts on it),
     /// or `failed` (korc tries again after a pause).
@@ -846,6 +861,12 @@ pub struct CloneProgressStatus {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The errant transactions saved before the copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errant_gtids: Option<String>,
+    /// Where they are saved (see `status.clones[].savedTo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_to: Option<String>,
 }
 
 /// A detected failure (bounded history).

@@ -7,6 +7,7 @@
 
 mod support;
 
+use korc::agent::protocol::CloneRequest;
 use korc::topology::clone::{
     choose_donor, clone_mariadb, clone_mysql, mysql_clone_progress, set_replica_position, uptime,
 };
@@ -362,7 +363,12 @@ async fn mariadb_a_new_instance_whose_transactions_were_purged_is_copied_by_korc
             progress.clone(),
         );
         tokio::spawn(async move {
-            clone_mariadb(&client, &to, &from, 0, &progress, Duration::from_secs(120)).await
+            let request = CloneRequest {
+                donor: from,
+                max_mib_per_second: 0,
+                save: None,
+            };
+            clone_mariadb(&client, &to, &request, &progress, Duration::from_secs(120)).await
         })
     };
     let mut reports = Vec::new();
@@ -452,10 +458,7 @@ async fn mariadb_a_copy_interrupted_by_a_killed_agent_or_donor_starts_again_from
     let mut recipient_agent = Agent::start(&sb.servers[new], Some(certs));
     let client = agent_client(&sb);
     let staging = korc::agent::restore::staging(&sb.servers[new].datadir());
-    let request = |mib| korc::agent::protocol::CloneRequest {
-        donor: donor_agent.address.clone(),
-        max_mib_per_second: mib,
-    };
+    let request = |mib| request_from(&donor_agent, mib);
     let copied = |client: &korc::agent::client::AgentClient, address: String| {
         let client = client.clone();
         async move { client.copy_report(&address).await.unwrap() }
@@ -538,8 +541,7 @@ async fn mariadb_a_copy_interrupted_by_a_killed_agent_or_donor_starts_again_from
     let gtid = clone_mariadb(
         &client,
         &recipient_agent.address,
-        &donor_agent.address,
-        0,
+        &request_from(&donor_agent, 0),
         &progress,
         Duration::from_secs(120),
     )
@@ -612,4 +614,119 @@ async fn mariadb_agents_answer_the_replication_account_only() {
         }),
     );
     assert!(stranger.copy_report(&agent.address).await.is_err());
+}
+
+/// A copy request from `donor`'s agent, at most `mib` MiB/s, saving nothing.
+fn request_from(donor: &Agent, mib: u32) -> CloneRequest {
+    CloneRequest {
+        donor: donor.address.clone(),
+        max_mib_per_second: mib,
+        save: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_a_copy_over_errant_transactions_saves_them_first() {
+    let mut sb = Sandbox::replication_with_tls(Flavor::MariaDb, 3);
+    sb.servers[0].sql("INSERT INTO test.t (v) VALUES ('shared-1'), ('shared-2')");
+    for i in 1..3 {
+        sb.servers[i].wait_caught_up(&sb.servers[0]);
+    }
+    // db-2 writes what the primary never gets: errant transactions.
+    for v in ["errant-1", "errant-2"] {
+        sb.servers[2].sql(&format!("INSERT INTO test.t (v) VALUES ('{v}')"));
+    }
+    sb.servers[0].sql("INSERT INTO test.t (v) VALUES ('shared-3')");
+    sb.servers[1].wait_caught_up(&sb.servers[0]);
+    let state = |s: &support::Server| {
+        korc::topology::gtid::MariaDbBinlogState::parse(&s.variable("gtid_binlog_state")).unwrap()
+    };
+    let errant = state(&sb.servers[2]).errant_ranges(&state(&sb.servers[0]));
+    assert_eq!(errant.len(), 1, "{errant:?}");
+    let errant_gtids = format!("0-{}-{}", sb.servers[2].server_id, errant[0].through);
+
+    let certs = sb.certificates.as_ref().unwrap();
+    let donor_agent = Agent::start(&sb.servers[1], Some(certs));
+    let recipient_agent = Agent::start(&sb.servers[2], Some(certs));
+    let client = agent_client(&sb);
+    let save = korc::agent::save::SaveRequest {
+        name: "20261130T094512Z".into(),
+        errant_gtids: errant_gtids.clone(),
+        errant: errant.clone(),
+    };
+    let request = CloneRequest {
+        save: Some(save.clone()),
+        ..request_from(&donor_agent, 0)
+    };
+    let progress = std::sync::Mutex::new(None);
+    let gtid = clone_mariadb(
+        &client,
+        &recipient_agent.address,
+        &request,
+        &progress,
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+
+    // The errant transactions' events are saved, and only they.
+    let datadir = sb.servers[2].datadir();
+    let saved = korc::agent::save::saved_dir(&datadir, &save.name);
+    let events =
+        std::fs::read_to_string(saved.join(korc::agent::save::events_file(&errant[0]))).unwrap();
+    assert!(events.contains("'errant-1'") && events.contains("'errant-2'"));
+    assert!(!events.contains("'shared-"), "only the errant transactions");
+    let readme = std::fs::read_to_string(saved.join("README")).unwrap();
+    assert!(readme.contains(&errant_gtids), "{readme}");
+
+    // The pod restarts on the copy: the old data goes to the save, whole.
+    drop(recipient_agent);
+    sb.servers[2].kill9();
+    let swapped = restore(&sb.servers[2]);
+    assert!(swapped.contains("MoveIn"), "{swapped}");
+    assert!(!swapped.contains("ClearReplaced"), "{swapped}");
+    let data = korc::agent::save::saved_data(&datadir, &save.name);
+    assert!(data.join("test").is_dir() && data.join("mysql").is_dir());
+    sb.servers[2].start();
+    assert!(!sb.servers[2].sql("SHOW DATABASES").contains("korc"));
+    let connector = {
+        let mut c = Connector::new(Credentials {
+            user: ADMIN.0.into(),
+            password: ADMIN.1.into(),
+        });
+        c.tls = certs.connector_tls();
+        c
+    };
+    let key: InstanceKey = sb.servers[2].key().parse().unwrap();
+    let primary: InstanceKey = sb.servers[0].key().parse().unwrap();
+    set_replica_position(&connector, &key, &gtid).await.unwrap();
+    let repl = ReplicationCredentials {
+        user: REPL.0.into(),
+        password: REPL.1.into(),
+        source_ca: Some(korc::topology::dialect::SourceCa::ServerCa),
+    };
+    point_to(&connector, &key, &primary, Some(&repl), true)
+        .await
+        .unwrap();
+    sb.servers[2].wait_caught_up(&sb.servers[0]);
+    // The rebuilt instance holds the primary's rows and no errant one.
+    assert_eq!(
+        sb.servers[2].sql("SELECT GROUP_CONCAT(v ORDER BY v) FROM test.t"),
+        "shared-1,shared-2,shared-3"
+    );
+    assert!(
+        state(&sb.servers[2])
+            .errant_ranges(&state(&sb.servers[0]))
+            .is_empty()
+    );
+    // The saved binary logs still hold the errant transactions.
+    let index = std::fs::read_to_string(data.join("mysql-bin.index")).unwrap();
+    let again = std::process::Command::new("mariadb-binlog")
+        .args(korc::agent::save::binlog_args(
+            &errant[0],
+            &korc::agent::save::binlogs_of(&index, &data),
+        ))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("'errant-2'"));
 }

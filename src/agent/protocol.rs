@@ -83,6 +83,9 @@ pub struct CloneRequest {
     /// `spec.clone.maxMiBPerSecond` (0: no limit).
     #[serde(default, rename = "maxMiBPerSecond")]
     pub max_mib_per_second: u32,
+    /// What to save of the recipient before its data is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save: Option<super::save::SaveRequest>,
 }
 
 /// Where the recipient's copy is.

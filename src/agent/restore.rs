@@ -12,9 +12,14 @@
 //!   which half of the swap runs (`moving-aside`, `moving-in`), so a swap interrupted
 //!   at any point resumes where it stopped and never mixes the two halves.
 //!
+//! A copy that saves what only this instance held (its errant transactions, see
+//! [`super::save`]) carries a marker naming its save; its swap moves the old data
+//! into `<datadir>/.korc-saved/<name>/data/` instead, which no later copy clears.
+//!
 //! The server ignores both directories (`ignore_db_dirs`), so they are neither
 //! databases nor part of the copies this instance gives as a donor.
 
+use super::save::{SAVE_MARKER, SAVED, saved_data};
 use super::{AgentError, Result, io};
 use std::path::{Path, PathBuf};
 
@@ -23,7 +28,7 @@ pub const STAGING: &str = ".korc-clone";
 /// Where the data a copy replaced is kept (until the next copy).
 pub const REPLACED: &str = ".korc-replaced";
 /// Entries of a data directory that are not the server's data.
-pub const NOT_DATA: [&str; 3] = [STAGING, REPLACED, "lost+found"];
+pub const NOT_DATA: [&str; 4] = [STAGING, REPLACED, SAVED, "lost+found"];
 /// The staged copy's state file, inside the staging directory.
 const STATE_FILE: &str = ".korc-copy-state";
 
@@ -66,11 +71,12 @@ impl Staged {
 pub enum Step {
     /// Delete the staging directory (an incomplete copy, or the swap's leftovers).
     Discard,
-    /// Empty `.korc-replaced` of an earlier copy's data.
+    /// Empty `.korc-replaced` of an earlier copy's data (not when the old data goes
+    /// to a save).
     ClearReplaced,
     /// Record that the old data is being moved aside.
     MarkMovingAside,
-    /// Move the data directory's entries into `.korc-replaced`.
+    /// Move the data directory's entries into `.korc-replaced`, or the save's `data/`.
     MoveAside,
     /// Record that the copy is being moved in.
     MarkMovingIn,
@@ -79,12 +85,16 @@ pub enum Step {
 }
 
 /// The steps that bring a data directory whose staging holds `staged` to a state the
-/// server may start on: its own data, or the complete copy.
-pub fn steps(staged: Staged) -> Vec<Step> {
+/// server may start on: its own data, or the complete copy. `saving`: the old data
+/// goes to a save, and nothing earlier is cleared.
+pub fn steps(staged: Staged, saving: bool) -> Vec<Step> {
     use Step::*;
     match staged {
         Staged::Nothing => vec![],
         Staged::Incomplete => vec![Discard],
+        Staged::Prepared if saving => {
+            vec![MarkMovingAside, MoveAside, MarkMovingIn, MoveIn, Discard]
+        }
         Staged::Prepared => vec![
             ClearReplaced,
             MarkMovingAside,
@@ -101,7 +111,10 @@ pub fn steps(staged: Staged) -> Vec<Step> {
 /// Files of a staged copy that are the backup's own records, not the server's data:
 /// they stay behind and go with the staging directory.
 fn backup_record(name: &str) -> bool {
-    name == STATE_FILE || name == "backup-my.cnf" || name.starts_with("xtrabackup_")
+    name == STATE_FILE
+        || name == SAVE_MARKER
+        || name == "backup-my.cnf"
+        || name.starts_with("xtrabackup_")
 }
 
 /// The staging directory of `datadir`.
@@ -125,19 +138,42 @@ pub fn staged(datadir: &Path) -> Result<Staged> {
 /// Records `state` in the staging directory of `datadir`: written aside, synced, then
 /// renamed over the state file, so a crash leaves the old state or the new one.
 pub fn mark(datadir: &Path, state: Staged) -> Result<()> {
-    let dir = staging(datadir);
-    let word = state.word().expect("a state with a word");
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    write_synced(
+        &staging(datadir),
+        STATE_FILE,
+        state.word().expect("a state with a word"),
+    )
+}
+
+/// Records in the staged copy that its swap moves the old data into save `name`.
+/// Written before the copy is marked complete, so a complete copy always knows.
+pub fn mark_save(datadir: &Path, name: &str) -> Result<()> {
+    write_synced(&staging(datadir), SAVE_MARKER, name)
+}
+
+/// The save a staged copy's swap moves the old data into, if any.
+fn save_name(datadir: &Path) -> Result<Option<String>> {
+    let path = staging(datadir).join(SAVE_MARKER);
+    match std::fs::read_to_string(&path) {
+        Ok(name) => Ok(Some(name.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(format!("reading {}", path.display()))(e)),
+    }
+}
+
+/// Writes `text` to `dir/name` atomically: aside, synced, renamed, directory synced.
+fn write_synced(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         use std::io::Write;
         let mut f =
             std::fs::File::create(&tmp).map_err(io(format!("writing {}", tmp.display())))?;
-        f.write_all(word.as_bytes())
+        f.write_all(text.as_bytes())
             .and_then(|_| f.sync_all())
             .map_err(io(format!("writing {}", tmp.display())))?;
     }
-    std::fs::rename(&tmp, dir.join(STATE_FILE)).map_err(io("recording the copy's state"))?;
-    sync_dir(&dir)
+    std::fs::rename(&tmp, dir.join(name)).map_err(io(format!("recording {name}")))?;
+    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -176,7 +212,7 @@ fn move_all(from: &Path, to: &Path, names: &[String]) -> Result<()> {
     sync_dir(to)
 }
 
-fn run(datadir: &Path, step: Step) -> Result<()> {
+fn run(datadir: &Path, step: Step, save: Option<&str>) -> Result<()> {
     let (stage, replaced) = (staging(datadir), datadir.join(REPLACED));
     match step {
         Step::Discard => {
@@ -198,7 +234,16 @@ fn run(datadir: &Path, step: Step) -> Result<()> {
         Step::MarkMovingIn => mark(datadir, Staged::MovingIn),
         Step::MoveAside => {
             let names = entries(datadir, |n| NOT_DATA.contains(&n))?;
-            move_all(datadir, &replaced, &names)
+            let aside = match save {
+                Some(name) => {
+                    let to = saved_data(datadir, name);
+                    std::fs::create_dir_all(&to)
+                        .map_err(io(format!("creating {}", to.display())))?;
+                    to
+                }
+                None => replaced,
+            };
+            move_all(datadir, &aside, &names)
         }
         Step::MoveIn => {
             let names = entries(&stage, backup_record)?;
@@ -210,9 +255,14 @@ fn run(datadir: &Path, step: Step) -> Result<()> {
 /// `korc agent restore`: brings `datadir` to a state the server may start on (see the
 /// module's documentation); returns the steps taken.
 pub fn restore(datadir: &Path) -> Result<Vec<Step>> {
-    let todo = steps(staged(datadir)?);
+    let state = staged(datadir)?;
+    let save = match state {
+        Staged::Nothing | Staged::Incomplete => None,
+        _ => save_name(datadir)?,
+    };
+    let todo = steps(state, save.is_some());
     for step in &todo {
-        run(datadir, *step)?;
+        run(datadir, *step, save.as_deref())?;
     }
     Ok(todo)
 }

@@ -14,7 +14,7 @@ use super::client::{AgentClient, refused};
 use super::protocol::{self, CloneRequest, CopyReport, CopyState, Refusal, Route};
 use super::restore::{self, NOT_DATA, Staged};
 use super::transport::{self, ClientTls};
-use super::{AgentError, Result, io, throttle};
+use super::{AgentError, Result, io, save, throttle};
 use crate::topology::instance::InstanceKey;
 use crate::topology::session::{Connector, Credentials, Tls};
 use bytes::Bytes;
@@ -52,6 +52,18 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Connections to the local server as `credentials`, with the cluster's TLS.
+    fn connector(&self, credentials: &Credentials) -> Result<Connector> {
+        let mut connector = Connector::new(credentials.clone());
+        if let Some(ca) = self.ca()? {
+            connector.tls = Tls::Verified {
+                ca,
+                server_name: self.tls_server_name.clone(),
+            };
+        }
+        Ok(connector)
+    }
+
     fn ca(&self) -> Result<Option<Vec<u8>>> {
         let Some(dir) = &self.tls_dir else {
             return Ok(None);
@@ -240,17 +252,10 @@ async fn authenticate(
         ));
     }
     let credentials = Credentials { user, password };
-    let mut connector = Connector::new(credentials.clone());
-    match settings.ca() {
-        Ok(Some(ca)) => {
-            connector.tls = Tls::Verified {
-                ca,
-                server_name: settings.tls_server_name.clone(),
-            }
-        }
-        Ok(None) => {}
+    let connector = match settings.connector(&credentials) {
+        Ok(c) => c,
         Err(e) => return Err(text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
+    };
     match connector.connect_new(&settings.server).await {
         Ok(_) => Ok(credentials),
         Err(e) => Err(text(
@@ -515,6 +520,31 @@ fn start_copy(
     json(&report)
 }
 
+/// The local server's binary log index file.
+async fn binlog_index(settings: &Settings, credentials: &Credentials) -> Result<PathBuf> {
+    let failed = |detail: String| AgentError::Tool {
+        tool: "save".into(),
+        detail,
+    };
+    let mut session = settings
+        .connector(credentials)?
+        .connect_new(&settings.server)
+        .await
+        .map_err(|e| failed(format!("cannot read the binary log index: {e}")))?;
+    let index = session
+        .value("SELECT @@log_bin_index")
+        .await
+        .map_err(|e| failed(format!("cannot read the binary log index: {e}")))?
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| failed("the server has no binary log".into()))?;
+    let path = PathBuf::from(index);
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        settings.datadir.join(path)
+    })
+}
+
 /// The GTID position of the staged copy.
 fn staged_position(datadir: &Path) -> Result<String> {
     let path = restore::staging(datadir).join("xtrabackup_binlog_info");
@@ -534,6 +564,12 @@ async fn copy(agent: &Agent, request: &CloneRequest, credentials: &Credentials) 
         std::fs::remove_dir_all(&staging).map_err(io(format!("deleting {}", staging.display())))?;
     }
     std::fs::create_dir(&staging).map_err(io(format!("creating {}", staging.display())))?;
+    if let Some(save) = &request.save {
+        // Before anything is copied: a save that fails stops the copy.
+        let index = binlog_index(settings, credentials).await?;
+        let dir = save::extract(&settings.datadir, &index, save).await?;
+        tracing::info!(dir = %dir.display(), gtids = save.errant_gtids, "errant transactions saved");
+    }
     let client = AgentClient::new(
         &credentials.user,
         &credentials.password,
@@ -625,6 +661,9 @@ async fn copy(agent: &Agent, request: &CloneRequest, credentials: &Credentials) 
         return Err(tool_failed("mariadb-backup --prepare", status, &tail));
     }
     let position = staged_position(&settings.datadir)?;
+    if let Some(save) = &request.save {
+        restore::mark_save(&settings.datadir, &save.name)?;
+    }
     // Last: from now on the copy is complete, and the next start swaps it in.
     restore::mark(&settings.datadir, Staged::Prepared)?;
     Ok(position)

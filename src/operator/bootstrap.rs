@@ -149,7 +149,11 @@ pub fn plan(
         if let Some(errant) = errant {
             out.excluded.insert(
                 pod.clone(),
-                format!("holds transactions the primary lacks ({errant}); rebuild it"),
+                format!(
+                    "holds transactions the primary lacks ({errant}); annotate the pod \
+                     korc.dev/rebuild (or set spec.recovery.rebuildErrantInstances) to save \
+                     them and copy a replica's data over it"
+                ),
             );
             continue;
         }

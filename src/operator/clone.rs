@@ -9,6 +9,7 @@ use super::status::Member;
 use crate::api::{CloneProgressStatus, CloneRecordStatus};
 use crate::topology::clone::{self as engine, CopyProgress};
 use crate::topology::dialect::ReplicationCredentials;
+use crate::topology::gtid::{ErrantRange, MariaDbBinlogState};
 use crate::topology::instance::{Flavor, Instance, ThreadState};
 use crate::topology::policy::Policy;
 use crate::topology::session::Connector;
@@ -56,6 +57,9 @@ pub enum Reason {
     Purged,
     /// The pod's `korc.dev/rebuild` annotation.
     Requested,
+    /// It holds errant transactions, and `spec.recovery.rebuildErrantInstances` asks
+    /// for such instances to be rebuilt.
+    Errant,
 }
 
 impl Reason {
@@ -64,34 +68,43 @@ impl Reason {
         match self {
             Reason::Purged => "purged",
             Reason::Requested => "requested",
+            Reason::Errant => "errant",
         }
     }
 }
 
-/// The instances that need a copy, with the reason, in pod order: a replica whose
-/// source refuses it because the transactions it needs are purged, and a pod
-/// annotated `korc.dev/rebuild`. Never the primary (switch over first), and never an
-/// instance holding transactions the primary lacks: a copy would destroy them.
+/// The instances that need a copy, with the reason, in pod order: a pod annotated
+/// `korc.dev/rebuild`, an instance holding errant transactions when `rebuild_errant`
+/// (`spec.recovery.rebuildErrantInstances`), and a replica whose source refuses it
+/// because the transactions it needs are purged. Never the primary (switch over
+/// first), and nothing while the primary is unreachable. A copy over errant
+/// transactions saves them first ([`errant_of`]); without the annotation or the
+/// policy such an instance stays held out, even when refused for purged transactions.
 pub fn wanted(
     members: &[Member],
     instances: &[Instance],
     primary: Option<&str>,
+    rebuild_errant: bool,
 ) -> Vec<(String, Reason)> {
     let Some(p) = primary.and_then(|p| members.iter().position(|m| m.pod == p)) else {
         return Vec::new();
     };
     let source = &instances[p];
+    if !source.reachable {
+        // Whether an instance holds errant transactions cannot be told.
+        return Vec::new();
+    }
     members
         .iter()
         .zip(instances)
         .enumerate()
         .filter(|&(i, (_, inst))| i != p && inst.reachable)
-        .filter(|(_, (_, inst))| {
-            !source.reachable || inst.errant_gtids(source).is_none_or(|e| e.is_empty())
-        })
         .filter_map(|(_, (m, inst))| {
+            let errant = errant_of(inst, source).is_some();
             if m.rebuild {
                 Some((m.pod.clone(), Reason::Requested))
+            } else if errant {
+                rebuild_errant.then(|| (m.pod.clone(), Reason::Errant))
             } else if refused_for_purged(inst) {
                 Some((m.pod.clone(), Reason::Purged))
             } else {
@@ -99,6 +112,22 @@ pub fn wanted(
             }
         })
         .collect()
+}
+
+/// What only `inst` holds and a copy over it would destroy: its errant transactions
+/// against `primary` (the GTIDs as korc reports them, and on MariaDB the ranges of
+/// binary log events that hold them). None when it holds none, or when that cannot be
+/// told (an unknown flavor or unparsable GTIDs; analysis reports those).
+pub fn errant_of(inst: &Instance, primary: &Instance) -> Option<(String, Vec<ErrantRange>)> {
+    let gtids = inst.errant_gtids(primary).filter(|e| !e.is_empty())?;
+    let ranges = match inst.flavor {
+        Some(Flavor::Mariadb) => {
+            let state = |i: &Instance| MariaDbBinlogState::parse(&i.gtid.binlog_state).ok();
+            state(inst)?.errant_ranges(&state(primary)?)
+        }
+        _ => Vec::new(),
+    };
+    Some((gtids, ranges))
 }
 
 /// Keeps instances being copied out of the topology: nothing attaches, starts or
@@ -146,6 +175,17 @@ struct Copy {
     progress: Option<CopyProgress>,
     /// Where the task of a MariaDB copy writes what the recipient's agent reports.
     reported: Option<Arc<Mutex<Option<CopyProgress>>>>,
+    /// The errant transactions saved before the copy, and where.
+    saved: Option<Saved>,
+}
+
+/// Errant transactions a copy saved first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Saved {
+    /// As korc reports them.
+    gtids: String,
+    /// The directory on the pod's data volume.
+    to: String,
 }
 
 impl Copy {
@@ -167,6 +207,8 @@ impl Copy {
             // copy again by its start.
             started_at: whole_seconds(self.started),
             ended_at: whole_seconds(Timestamp::now()),
+            errant_gtids: self.saved.as_ref().map(|s| s.gtids.clone()),
+            saved_to: self.saved.as_ref().map(|s| s.to.clone()),
         }
     }
 
@@ -184,6 +226,8 @@ impl Copy {
             bytes_estimated: self.progress.as_ref().map(|p| p.bytes_estimated as i64),
             started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(self.started),
             error,
+            errant_gtids: self.saved.as_ref().map(|s| s.gtids.clone()),
+            saved_to: self.saved.as_ref().map(|s| s.to.clone()),
         }
     }
 }
@@ -207,6 +251,8 @@ pub struct Round<'a> {
     pub replication: &'a ReplicationCredentials,
     /// `spec.clone.maxMiBPerSecond`.
     pub max_mib_per_second: u32,
+    /// `spec.recovery.rebuildErrantInstances`.
+    pub rebuild_errant: bool,
 }
 
 /// Copies kept in the status's history.
@@ -246,7 +292,12 @@ impl Copies {
             .remove(round.id)
             .unwrap_or_default();
         let mut out = Followed::default();
-        let wanted = wanted(round.members, round.instances, round.primary);
+        let wanted = wanted(
+            round.members,
+            round.instances,
+            round.primary,
+            round.rebuild_errant,
+        );
         let key_of = |pod: &str| round.members.iter().find(|m| m.pod == pod).map(|m| &m.key);
         let instance_of = |pod: &str| {
             round
@@ -437,6 +488,7 @@ fn start(round: &Round<'_>, pod: &str, reason: Reason) -> Copy {
         phase: Phase::Failed(Instant::now(), why),
         progress: None,
         reported: None,
+        saved: None,
     };
     let member = |name: &str| round.members.iter().find(|m| m.pod == name);
     let (Some(recipient), Some(primary)) = (member(pod), round.primary.and_then(member)) else {
@@ -458,16 +510,33 @@ fn start(round: &Round<'_>, pod: &str, reason: Reason) -> Copy {
         .find(|m| m.key == choice.donor)
         .map(|m| m.pod.clone())
         .unwrap_or_else(|| choice.donor.to_string());
-    let flavor = round
-        .members
-        .iter()
-        .position(|m| m.pod == pod)
-        .and_then(|i| round.instances[i].flavor);
-    if flavor == Some(Flavor::Mariadb) {
-        return start_mariadb(round, &recipient.key, &choice.donor, donor, reason);
-    }
-    if flavor != Some(Flavor::Mysql) {
-        return failed(donor, "the recipient's flavor is unknown".into());
+    let instance = |name: &str| {
+        round
+            .members
+            .iter()
+            .position(|m| m.pod == name)
+            .map(|i| &round.instances[i])
+    };
+    let (Some(target), Some(source)) = (instance(pod), round.primary.and_then(instance)) else {
+        return failed(donor, "the recipient or the primary was not probed".into());
+    };
+    let errant = errant_of(target, source);
+    match (target.flavor, errant) {
+        (Some(Flavor::Mariadb), errant) => {
+            return start_mariadb(round, &recipient.key, &choice.donor, donor, reason, errant);
+        }
+        (Some(Flavor::Mysql), Some((gtids, _))) => {
+            return failed(
+                donor,
+                format!(
+                    "it holds errant transactions ({gtids}) that korc saves before a copy \
+                     only on MariaDB: save them (mysqlbinlog --include-gtids on the pod), then \
+                     delete the pod's volume, and korc copies into the new instance"
+                ),
+            );
+        }
+        (Some(Flavor::Mysql), None) => {}
+        (None, _) => return failed(donor, "the recipient's flavor is unknown".into()),
     }
     let (connector, replication) = (round.connector.clone(), round.replication.clone());
     let (to, from, bandwidth) = (
@@ -488,19 +557,24 @@ fn start(round: &Round<'_>, pod: &str, reason: Reason) -> Copy {
         phase: Phase::Copying(task),
         progress: None,
         reported: None,
+        saved: None,
     }
 }
 
 /// Starts a MariaDB copy through korc's agents (`crate::agent`): the recipient's
 /// pulls a backup from the donor's, on the pods' addresses, over TLS verified like
-/// korc's sessions when the cluster has TLS.
+/// korc's sessions when the cluster has TLS. `errant`: what the recipient's agent
+/// saves first (see `crate::agent::save`).
 fn start_mariadb(
     round: &Round<'_>,
     recipient: &crate::topology::instance::InstanceKey,
     donor_key: &crate::topology::instance::InstanceKey,
     donor: String,
     reason: Reason,
+    errant: Option<(String, Vec<ErrantRange>)>,
 ) -> Copy {
+    use crate::agent::protocol::CloneRequest;
+    use crate::agent::save::{SAVED, SaveRequest};
     use crate::agent::{AGENT_PORT, ClientTls, client::AgentClient};
     use crate::topology::session::Tls;
     let agent = |key| format!("{}:{AGENT_PORT}", round.connector.address_of(key).host);
@@ -515,10 +589,26 @@ fn start_mariadb(
         Tls::Disabled | Tls::Required => None,
     };
     let client = AgentClient::new(&round.replication.user, &round.replication.password, tls);
+    let started = Timestamp::now();
+    let save = errant.map(|(gtids, ranges)| SaveRequest {
+        // Named by the copy's start: each rebuild keeps its own.
+        name: started.strftime("%Y%m%dT%H%M%SZ").to_string(),
+        errant_gtids: gtids,
+        errant: ranges,
+    });
+    let saved = save.as_ref().map(|s| Saved {
+        gtids: s.errant_gtids.clone(),
+        to: format!("{}/{SAVED}/{}", crate::provisioning::DATADIR, s.name),
+    });
+    let request = CloneRequest {
+        donor: from,
+        max_mib_per_second: round.max_mib_per_second,
+        save,
+    };
     let reported = Arc::new(Mutex::new(None));
-    let (shared, bandwidth) = (reported.clone(), round.max_mib_per_second);
+    let shared = reported.clone();
     let task = tokio::spawn(async move {
-        engine::clone_mariadb(&client, &to, &from, bandwidth, &shared, COPY_BOUND)
+        engine::clone_mariadb(&client, &to, &request, &shared, COPY_BOUND)
             .await
             .map(Some)
             .map_err(|e| e.to_string())
@@ -526,10 +616,11 @@ fn start_mariadb(
     Copy {
         donor,
         reason,
-        started: Timestamp::now(),
+        started,
         phase: Phase::Copying(task),
         progress: None,
         reported: Some(reported),
+        saved,
     }
 }
 

@@ -329,6 +329,7 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
                     .clone
                     .max_mib_per_second
                     .clamp(0, u32::MAX as i64) as u32,
+                rebuild_errant: cluster.spec.recovery.rebuild_errant_instances,
             },
         )
         .await

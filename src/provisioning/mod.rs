@@ -13,7 +13,7 @@ pub use credentials::{
     Account, MONITOR_USER, OPERATOR_USER, Passwords, REPLICATION_USER, init_sql, require_tls_sql,
     set_password,
 };
-pub use objects::{CLIENT_LABEL, Desired, build, passwords_in_force};
+pub use objects::{CLIENT_LABEL, DATADIR, Desired, build, passwords_in_force};
 
 use crate::api::MySQLCluster;
 use std::collections::BTreeMap;

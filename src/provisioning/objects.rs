@@ -34,6 +34,9 @@ const IMAGE_MYSQL_UID: i64 = 999;
 /// the cluster's NetworkPolicy.
 pub const CLIENT_LABEL: &str = "korc.dev/client";
 
+/// The server's data directory in every database pod (the `data` volume).
+pub const DATADIR: &str = "/var/lib/mysql";
+
 /// Everything korc keeps in shape for a cluster. No `Debug`: its Secrets hold the
 /// passwords.
 #[derive(Clone)]
@@ -201,7 +204,7 @@ pub fn build(
             vec![
                 VolumeMount {
                     name: "data".into(),
-                    mount_path: "/var/lib/mysql".into(),
+                    mount_path: DATADIR.into(),
                     ..Default::default()
                 },
                 VolumeMount {
@@ -504,9 +507,6 @@ mod agent {
     const TOOLS: &str = "korc-tools";
     /// Where it is mounted.
     const TOOLS_DIR: &str = "/korc-tools";
-    /// The server's data directory.
-    const DATADIR: &str = "/var/lib/mysql";
-
     fn korc() -> String {
         format!("{TOOLS_DIR}/korc")
     }

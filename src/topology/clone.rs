@@ -273,25 +273,20 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 /// Unanswered questions in a row after which a copy is taken as lost (its agent died).
 const UNANSWERED: u32 = 10;
 
-/// Copies the MariaDB instance whose agent is at `donor` into the one whose agent is
-/// at `recipient` (`host:port` each; see `crate::agent`), at most
-/// `max_mib_per_second` (0: no limit), waiting at most `bound`, writing what the
-/// recipient reports into `progress`. Returns once the copy is staged, complete and
-/// prepared, with its GTID position: the recipient's next start swaps it in (delete
-/// its pod), then set its `gtid_slave_pos` to that position and attach it.
+/// Copies into the MariaDB instance whose agent is at `recipient` (`host:port`; see
+/// `crate::agent`) what `request` says (the donor's agent, the pace, what to save
+/// first), waiting at most `bound`, writing what the recipient reports into
+/// `progress`. Returns once the copy is staged, complete and prepared, with its GTID
+/// position: the recipient's next start swaps it in (delete its pod), then set its
+/// `gtid_slave_pos` to that position and attach it.
 pub async fn clone_mariadb(
     client: &AgentClient,
     recipient: &str,
-    donor: &str,
-    max_mib_per_second: u32,
+    request: &CloneRequest,
     progress: &Mutex<Option<CopyProgress>>,
     bound: Duration,
 ) -> Result<String, AgentError> {
-    let request = CloneRequest {
-        donor: donor.to_string(),
-        max_mib_per_second,
-    };
-    match client.start_copy(recipient, &request).await {
+    match client.start_copy(recipient, request).await {
         // A copy korc started before (a retried round) runs: it is followed.
         Err(AgentError::Refused { status: 409, .. }) | Ok(()) => {}
         Err(e) => return Err(e),

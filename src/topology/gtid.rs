@@ -218,6 +218,37 @@ impl MariaDbBinlogState {
             })
             .collect()
     }
+
+    /// The binary log events [`Self::errant_against`] names, as ranges a binary log
+    /// reader can select: per (domain, server_id) the transactions after the last one
+    /// the source holds (all of them when it holds none) through the last one here.
+    pub fn errant_ranges(&self, source: &Self) -> Vec<ErrantRange> {
+        self.errant_against(source)
+            .into_iter()
+            .map(|g| ErrantRange {
+                domain: g.domain,
+                server_id: g.server_id,
+                after: source.0.get(&(g.domain, g.server_id)).copied(),
+                through: g.seq,
+            })
+            .collect()
+    }
+}
+
+/// MariaDB transactions of one writer (domain, server_id) that only one instance
+/// holds: sequence numbers after `after` (from the first when none) through `through`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrantRange {
+    /// Replication domain.
+    pub domain: u32,
+    /// The server that wrote them.
+    pub server_id: u32,
+    /// The last sequence number the source holds of this writer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// The last errant sequence number.
+    pub through: u64,
 }
 
 /// Closed intervals `(first, last)` of transaction numbers, kept sorted, disjoint and
@@ -621,6 +652,33 @@ mod tests {
         assert_eq!(p.transactions(), 16);
         let r = MariaDbPosition::parse("0-2-12").unwrap();
         assert_eq!(p.max(&r).to_string(), "0-2-12,1-2-5");
+    }
+
+    #[test]
+    fn mariadb_errant_ranges_start_after_what_the_source_holds() {
+        let source = MariaDbBinlogState::parse("0-1-100,0-2-150").unwrap();
+        let own = MariaDbBinlogState::parse("0-1-105,0-2-150,1-7-3").unwrap();
+        assert_eq!(
+            own.errant_ranges(&source),
+            [
+                ErrantRange {
+                    domain: 0,
+                    server_id: 1,
+                    after: Some(100),
+                    through: 105
+                },
+                ErrantRange {
+                    domain: 1,
+                    server_id: 7,
+                    after: None,
+                    through: 3
+                },
+            ]
+        );
+        assert!(
+            source.errant_ranges(&own).is_empty(),
+            "behind is not errant"
+        );
     }
 
     #[test]

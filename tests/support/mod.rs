@@ -348,7 +348,7 @@ impl Server {
                 common
                     + "user=root\nlog_slave_updates=ON\nbinlog_format=ROW\ngtid_strict_mode=ON\n\
                        slave_net_timeout=4\ninnodb_log_file_size=16M\n\
-                       ignore_db_dirs=.korc-clone\nignore_db_dirs=.korc-replaced\n"
+                       ignore_db_dirs=.korc-clone\nignore_db_dirs=.korc-replaced\nignore_db_dirs=.korc-saved\n"
             }
             Flavor::Mysql => {
                 // A copy made before the template lost it would share the UUID.

@@ -10,7 +10,7 @@ use crate::common::workload::{
 use crate::common::{namespace, wait_for};
 use crate::figures::Figures;
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use korc::api::MySQLCluster;
 use korc_e2e::{ContainerRef, ControlPlane, Fault, PodRef};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -20,9 +20,8 @@ use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-/// Every scenario, in the order `all` runs them. Still to come, with korc's cloning:
-/// a replica whose volume is lost, and an errant old primary rebuilt from the new one.
-pub const ALL: [&str; 10] = [
+/// Every scenario, in the order `all` runs them.
+pub const ALL: [&str; 11] = [
     "cut",
     "crash",
     "hang",
@@ -32,6 +31,7 @@ pub const ALL: [&str; 10] = [
     "leader-node",
     "leader-successor-node",
     "lagging",
+    "errant",
     "three-clusters",
 ];
 
@@ -72,6 +72,10 @@ pub fn describe(name: &str) -> Figures {
         "lagging" => (
             "kill -9 of the primary while one replica's SQL thread is stopped",
             "the caught-up replica is promoted",
+        ),
+        "errant" => (
+            "the primary cut off while it commits a transaction, healed after the failover: it comes back errant",
+            "held out of both Services and left alone; rebuilt on `korc.dev/rebuild`, then by `rebuildErrantInstances`, its errant transaction saved",
         ),
         "three-clusters" => (
             "kill -9 of the primaries of 3 clusters at once",
@@ -119,6 +123,7 @@ async fn scenario(name: &str, runs: usize, f: &mut Figures) {
         "leader-node" => leader_node(cp, f, false).await,
         "leader-successor-node" => leader_node(cp, f, true).await,
         "lagging" => lagging(cp, f).await,
+        "errant" => errant(cp, f).await,
         "three-clusters" => three_clusters(cp, f).await,
         other => panic!("unknown scenario {other}; known: {}", ALL.join(", ")),
     }
@@ -938,6 +943,185 @@ async fn lagging(cp: &ControlPlane, f: &mut Figures) {
         failover.primary, lagging,
         "the lagging replica was promoted while a caught-up one was there"
     );
+}
+
+/// The old primary comes back holding a transaction nobody else has: cut off from korc
+/// and both replicas, it commits a row (semi-sync waits for an acknowledgement that
+/// never comes, the row stays in its binary log) and is failed over; after the heal
+/// korc holds it out of both Services. Run 1, default policy: korc leaves it alone
+/// until the pod is annotated `korc.dev/rebuild`; run 2, with
+/// `spec.recovery.rebuildErrantInstances`: korc rebuilds it by itself. Each rebuild
+/// saves the errant transaction first, where `status.clones[]` says, and the cluster
+/// returns to 3/3 `NoProblem` with every acknowledged row everywhere.
+async fn errant(cp: &ControlPlane, f: &mut Figures) {
+    const NS: &str = "f-errant";
+    let c = Cluster::create(cp, NS).await;
+    let load = c.load().await;
+    let operators = operators(&c.client).await;
+    for (run, by_policy) in [(1, false), (2, true)] {
+        if by_policy {
+            let patch = json!({"spec": {"recovery": {"rebuildErrantInstances": true}}});
+            c.api
+                .patch("db", &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .unwrap();
+        }
+        let old = c.primary().await;
+        let old_ip = c.ip(&old).await;
+        let marker = 2_000_000_000 + run;
+        let target = PodRef::new(NS, &old);
+        let mut peers = operators.clone();
+        peers.extend(
+            PODS.iter()
+                .filter(|p| **p != old)
+                .map(|p| PodRef::new(NS, p)),
+        );
+        let before = c.recovery_ids().await;
+        let at = Instant::now();
+        cut_all(cp, &target, &peers, false).await;
+        // The test process is outside the cut: its insert commits on the old primary,
+        // then waits for a replica's acknowledgement that never comes.
+        let mut conn = root_conn(&c.client, NS, "db", &old).await;
+        let errant_insert = tokio::spawn(async move {
+            let _ = conn
+                .query_drop(format!("INSERT INTO app.t (id) VALUES ({marker})"))
+                .await;
+        });
+        let failover = wait_failover(&c.client, &c.api, NS, &old, at, &load.writer, 60).await;
+        recorded(&c, &before).await;
+        cut_all(cp, &target, &peers, true).await;
+        errant_insert.abort();
+        let healed = Instant::now();
+
+        let held = wait_status(
+            &c.api,
+            "db",
+            "the old primary held out as errant",
+            120,
+            |s| {
+                let i = s["instances"]
+                    .as_array()?
+                    .iter()
+                    .find(|i| i["name"] == old.as_str())?;
+                let excluded = i["role"] == "excluded"
+                    && i["error"].as_str().is_some_and(|e| e.contains("lacks"));
+                let copying = !i["cloneProgress"].is_null();
+                (excluded || copying).then(|| i.clone())
+            },
+        )
+        .await;
+        let ip = c.ip(&old).await;
+        for service in ["db-primary", "db-replicas"] {
+            let listed = endpoint_ips(&c.client, NS, service)
+                .await
+                .unwrap_or_default();
+            assert!(
+                !listed.contains(&ip) && !listed.contains(&old_ip),
+                "{old} (errant) is in {service}: {listed:?}"
+            );
+        }
+        if !by_policy {
+            assert_eq!(held["role"], "excluded", "{held:#}");
+            // Left alone: no copy starts without the annotation or the policy.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let s = status(&c.api, "db").await;
+            let copies = s["clones"].as_array().map_or(0, Vec::len);
+            assert_eq!(copies, 0, "copied over without being asked: {s:#}");
+            let patch =
+                json!({"metadata": {"annotations": {"korc.dev/rebuild": "save and rebuild"}}});
+            Api::<Pod>::namespaced(c.client.clone(), NS)
+                .patch(&old, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .unwrap();
+        }
+        let record = wait_status(&c.api, "db", "the rebuild recorded", 240, |s| {
+            s["clones"]
+                .as_array()?
+                .iter()
+                .rev()
+                .find(|r| r["pod"] == old.as_str() && r["outcome"] == "completed")
+                .cloned()
+        })
+        .await;
+        assert_eq!(
+            record["reason"],
+            if by_policy { "errant" } else { "requested" },
+            "{record:#}"
+        );
+        let (to_no_problem, _) = c.converge(healed, 240, None).await;
+        let saved_to = record["savedTo"]
+            .as_str()
+            .expect("where the errant transactions are");
+        let gtids = record["errantGtids"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let saved = saved_events(&c.client, NS, &old, saved_to).await;
+        assert!(
+            saved.contains(&marker.to_string()),
+            "the saved events hold the errant row {marker}: {saved_to}"
+        );
+        let mut rebuilt = root_conn(&c.client, NS, "db", &old).await;
+        let kept: u64 = rebuilt
+            .query_first(format!("SELECT COUNT(*) FROM app.t WHERE id = {marker}"))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(kept, 0, "the rebuilt instance still holds the errant row");
+        let pod = Api::<Pod>::namespaced(c.client.clone(), NS)
+            .get(&old)
+            .await
+            .unwrap();
+        assert!(
+            !pod.metadata
+                .annotations
+                .unwrap_or_default()
+                .contains_key("korc.dev/rebuild"),
+            "the annotation is removed once served"
+        );
+        f.note(format!(
+            "run {run} ({}): {old} → {} in {:.3} s; held out with {gtids}; rebuilt from {} ({} bytes), saved to {saved_to}; NoProblem {:.1} s after the heal",
+            if by_policy { "rebuildErrantInstances" } else { "korc.dev/rebuild" },
+            failover.primary,
+            failover.first_insert.as_secs_f64(),
+            record["donor"],
+            record["bytesCopied"],
+            to_no_problem
+        ));
+        f.failover.push(failover.first_insert.as_secs_f64());
+        f.no_problem.push(to_no_problem);
+        f.runs = run as usize;
+        c.acknowledge(&format!("errant run {run} checked")).await;
+    }
+    load.check(&c, f, None).await;
+}
+
+/// The binary log events a rebuild saved on `pod`'s volume under `saved_to` (a path
+/// in the pod's data directory), read through the volume's directory on this host.
+async fn saved_events(client: &kube::Client, ns: &str, pod: &str, saved_to: &str) -> String {
+    let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .get(&format!("data-{pod}"))
+        .await
+        .unwrap();
+    let volume = claim.spec.and_then(|s| s.volume_name).unwrap();
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get(&volume)
+        .await
+        .unwrap();
+    let host = pv.spec.and_then(|s| s.host_path).unwrap().path;
+    let relative = saved_to
+        .strip_prefix(korc::provisioning::DATADIR)
+        .unwrap()
+        .trim_start_matches('/');
+    let dir = std::path::Path::new(&host).join(relative);
+    let mut out = String::new();
+    for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "sql") {
+            out += &std::fs::read_to_string(&path).unwrap();
+        }
+    }
+    out
 }
 
 /// Three clusters lose their primaries at the same moment.

@@ -25,8 +25,17 @@ fn each_directory_state_has_its_steps() {
         (Staged::MovingIn, vec![MoveIn, Discard]),
     ];
     for (staged, expected) in table {
-        assert_eq!(steps(staged), expected, "{staged:?}");
+        assert_eq!(steps(staged, false), expected, "{staged:?}");
     }
+    // Saving clears nothing earlier; otherwise the same.
+    assert_eq!(
+        steps(Staged::Prepared, true),
+        vec![MarkMovingAside, MoveAside, MarkMovingIn, MoveIn, Discard]
+    );
+    assert_eq!(
+        steps(Staged::MovingIn, true),
+        steps(Staged::MovingIn, false)
+    );
 }
 
 #[test]
@@ -144,11 +153,11 @@ fn a_prepared_copy_replaces_the_data_which_is_kept_aside() {
 
 #[test]
 fn a_swap_interrupted_after_any_step_completes_on_the_next_run() {
-    let all = steps(Staged::Prepared);
+    let all = steps(Staged::Prepared, false);
     for done in 0..all.len() {
         let d = datadir(Some(Staged::Prepared));
         for step in &all[..done] {
-            run(d.path(), *step).unwrap();
+            run(d.path(), *step, None).unwrap();
         }
         restore(d.path()).unwrap();
         assert_eq!(
@@ -164,8 +173,8 @@ fn a_swap_interrupted_after_any_step_completes_on_the_next_run() {
 fn a_swap_interrupted_in_the_middle_of_a_move_completes_on_the_next_run() {
     // Moving aside: one entry moved, the others not yet.
     let d = datadir(Some(Staged::Prepared));
-    run(d.path(), Step::ClearReplaced).unwrap();
-    run(d.path(), Step::MarkMovingAside).unwrap();
+    run(d.path(), Step::ClearReplaced, None).unwrap();
+    run(d.path(), Step::MarkMovingAside, None).unwrap();
     std::fs::rename(
         d.path().join("ibdata1"),
         d.path().join(REPLACED).join("ibdata1"),
@@ -176,10 +185,69 @@ fn a_swap_interrupted_in_the_middle_of_a_move_completes_on_the_next_run() {
 
     // Moving in: one entry in, the other still staged.
     let d = datadir(Some(Staged::Prepared));
-    for step in &steps(Staged::Prepared)[..4] {
-        run(d.path(), *step).unwrap();
+    for step in &steps(Staged::Prepared, false)[..4] {
+        run(d.path(), *step, None).unwrap();
     }
     std::fs::rename(staging(d.path()).join("test"), d.path().join("test")).unwrap();
     restore(d.path()).unwrap();
     assert_eq!(tree(d.path()), swapped());
+}
+
+/// The data directory after a complete swap that saved the old data as `name`.
+fn swapped_saving(name: &str, earlier: &[&str]) -> BTreeSet<String> {
+    let mut out = set(&["ibdata1=new", "test/", "test/t.ibd=new", "lost+found/"]);
+    let base = format!(".korc-saved/{name}/data");
+    out.extend(
+        [
+            ".korc-saved/".to_string(),
+            format!(".korc-saved/{name}/"),
+            format!(".korc-saved/{name}/errant-0-1.sql=events"),
+            format!("{base}/"),
+            format!("{base}/ibdata1=old"),
+            format!("{base}/test/"),
+            format!("{base}/test/t.ibd=old"),
+            format!("{base}/mysql-bin.000001=old"),
+        ]
+        .into_iter()
+        .chain(earlier.iter().map(|e| e.to_string())),
+    );
+    out
+}
+
+/// A staged copy that saves the old data as `name`, beside events already extracted
+/// and an earlier copy's replaced data.
+fn datadir_saving(name: &str) -> tempfile::TempDir {
+    let d = datadir(Some(Staged::Prepared));
+    let saved = crate::agent::save::saved_dir(d.path(), name);
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::write(saved.join("errant-0-1.sql"), "events").unwrap();
+    std::fs::create_dir(d.path().join(REPLACED)).unwrap();
+    std::fs::write(d.path().join(REPLACED).join("ancient"), "x").unwrap();
+    mark_save(d.path(), name).unwrap();
+    d
+}
+
+#[test]
+fn a_saving_swap_keeps_the_old_data_in_its_save_and_clears_nothing() {
+    let earlier = [".korc-replaced/", ".korc-replaced/ancient=x"];
+    let d = datadir_saving("20261130T094512Z");
+    restore(d.path()).unwrap();
+    assert_eq!(tree(d.path()), swapped_saving("20261130T094512Z", &earlier));
+    assert_eq!(restore(d.path()).unwrap(), vec![]);
+
+    // Interrupted after any step, it completes into the same save.
+    let all = steps(Staged::Prepared, true);
+    for done in 0..all.len() {
+        let d = datadir_saving("s1");
+        for step in &all[..done] {
+            run(d.path(), *step, Some("s1")).unwrap();
+        }
+        restore(d.path()).unwrap();
+        assert_eq!(
+            tree(d.path()),
+            swapped_saving("s1", &earlier),
+            "interrupted after {:?}",
+            &all[..done]
+        );
+    }
 }

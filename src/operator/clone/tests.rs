@@ -131,11 +131,83 @@ fn replicas_refused_for_purged_transactions_and_annotated_pods_are_copied() {
     ];
     for (name, members, instances, expected) in cases {
         assert_eq!(
-            wanted(&members, &instances, Some("db-0")),
+            wanted(&members, &instances, Some("db-0"), false),
             expected,
             "{name}"
         );
     }
+}
+
+/// Instance `i`, a MariaDB replica of db-0 (server 10, at 0-10-100) that wrote
+/// 0-`i`-101..105 of its own after it forked (an old primary that came back).
+fn maria_errant(i: usize) -> Instance {
+    let mut r = replica(i, ThreadState::No, 0);
+    r.flavor = Some(Flavor::Mariadb);
+    r.gtid.binlog_state = format!("0-10-100,0-{i}-105");
+    r
+}
+
+fn maria_primary() -> Instance {
+    let mut p = primary();
+    p.flavor = Some(Flavor::Mariadb);
+    p.gtid.binlog_state = "0-10-100,0-20-130".into();
+    p
+}
+
+#[test]
+fn errant_instances_are_copied_over_on_request_or_by_policy_only() {
+    let instances = [
+        maria_primary(),
+        maria_errant(1),
+        replica(2, ThreadState::Yes, 0),
+    ];
+    let mut instances = instances.to_vec();
+    instances[2].flavor = Some(Flavor::Mariadb);
+    instances[2].gtid.binlog_state = "0-10-100,0-20-130".into();
+    let plain = members(3);
+    assert_eq!(wanted(&plain, &instances, Some("db-0"), false), vec![]);
+    assert_eq!(
+        wanted(&plain, &instances, Some("db-0"), true),
+        vec![("db-1".into(), Reason::Errant)]
+    );
+    let mut annotated = members(3);
+    annotated[1].rebuild = true;
+    assert_eq!(
+        wanted(&annotated, &instances, Some("db-0"), false),
+        vec![("db-1".into(), Reason::Requested)]
+    );
+    // Refused for purged transactions too: still only on request or by policy.
+    instances[1].replication.as_mut().unwrap().last_io_errno = 1236;
+    assert_eq!(wanted(&plain, &instances, Some("db-0"), false), vec![]);
+    // With the primary unreachable nothing can be told, and nothing is copied.
+    instances[0].reachable = false;
+    assert_eq!(wanted(&plain, &instances, Some("db-0"), true), vec![]);
+}
+
+#[test]
+fn what_a_copy_saves_is_the_errant_transactions_per_writer() {
+    let (gtids, ranges) = errant_of(&maria_errant(1), &maria_primary()).unwrap();
+    assert_eq!(gtids, "0-1-105");
+    assert_eq!(
+        ranges,
+        [ErrantRange {
+            domain: 0,
+            server_id: 1,
+            after: None,
+            through: 105
+        }]
+    );
+    let mut clean = maria_errant(2);
+    clean.gtid.binlog_state = "0-10-100".into();
+    assert_eq!(errant_of(&clean, &maria_primary()), None);
+    // MySQL: the GTIDs, no ranges (korc does not save them there).
+    let mut mysql = replica(3, ThreadState::Yes, 0);
+    mysql.gtid.executed = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100,\
+                           aaaaaaaa-71ca-11e1-9e33-c80aa9429562:1"
+        .into();
+    let (gtids, ranges) = errant_of(&mysql, &primary()).unwrap();
+    assert_eq!(gtids, "aaaaaaaa-71ca-11e1-9e33-c80aa9429562:1");
+    assert!(ranges.is_empty());
 }
 
 #[test]
@@ -143,8 +215,8 @@ fn the_primary_is_never_copied_over() {
     let mut m = members(2);
     m[0].rebuild = true;
     let instances = [primary(), replica(1, ThreadState::Yes, 0)];
-    assert_eq!(wanted(&m, &instances, Some("db-0")), vec![]);
-    assert_eq!(wanted(&m, &instances, None), vec![]);
+    assert_eq!(wanted(&m, &instances, Some("db-0"), true), vec![]);
+    assert_eq!(wanted(&m, &instances, None, true), vec![]);
 }
 
 fn copy(phase: &str) -> CloneProgressStatus {
@@ -156,6 +228,8 @@ fn copy(phase: &str) -> CloneProgressStatus {
         bytes_estimated: None,
         started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
         error: None,
+        errant_gtids: None,
+        saved_to: None,
     }
 }
 
@@ -213,6 +287,8 @@ fn record(pod: &str, started: i64, outcome: &str) -> CloneRecordStatus {
         bytes_copied: None,
         started_at: at(started),
         ended_at: at(started + 5),
+        errant_gtids: None,
+        saved_to: None,
     }
 }
 
@@ -243,6 +319,7 @@ fn a_recorded_copy_read_back_from_the_status_is_known_again() {
         phase: Phase::Restarting(std::time::Instant::now(), None),
         progress: None,
         reported: None,
+        saved: None,
     };
     let ended = vec![copy.record("db-3", None)];
     // What the API server gives back: the status's times to the second.
