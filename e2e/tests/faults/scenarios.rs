@@ -1,7 +1,5 @@
 //! The scenarios: each sets up its clusters, runs its faults under the writer and the
-//! watcher, checks the invariants and returns its figures. Scenarios that need a
-//! replica rebuilt by cloning (a lost volume, an errant replica replaced) belong here
-//! too, once korc clones; see [`ALL`].
+//! watcher, checks the invariants and returns its figures; see [`ALL`].
 
 use crate::common::korc::*;
 use crate::common::workload::{
@@ -585,7 +583,8 @@ async fn hang(cp: &ControlPlane, f: &mut Figures, runs: usize) {
 }
 
 /// A cluster for each run of a scenario, replaced by a fresh one when korc held out
-/// an instance (only a rebuild, which korc does not do yet, brings it back).
+/// an instance (with korc's default policy only a requested rebuild brings it back;
+/// `errant` shows that).
 struct Fresh {
     prefix: &'static str,
     made: usize,
