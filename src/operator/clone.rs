@@ -131,12 +131,28 @@ pub fn errant_of(inst: &Instance, primary: &Instance) -> Option<(String, Vec<Err
 }
 
 /// Keeps instances being copied out of the topology: nothing attaches, starts or
-/// lists them as replicas until their copy is in place and they restarted on it.
+/// lists them as replicas until their copy is in place and they restarted on it. A
+/// donor stays a replica serving reads, unless the running copy makes it lag more than
+/// `reasonable_lag_s` (`spec.recovery.reasonableReplicationLagSeconds`): then it
+/// leaves the `-replicas` Service until it is back under.
 pub fn hold_out(
     plan: &mut Plan,
     members: &[Member],
+    instances: &[Instance],
     copies: &BTreeMap<String, CloneProgressStatus>,
+    reasonable_lag_s: u64,
 ) {
+    for copy in copies.values().filter(|c| c.phase == "copying") {
+        let lag = members
+            .iter()
+            .position(|m| m.pod == copy.donor)
+            .and_then(|i| instances.get(i))
+            .and_then(|d| d.replication.as_ref())
+            .and_then(|r| r.seconds_behind);
+        if lag.is_some_and(|l| l > reasonable_lag_s) {
+            plan.replicas.retain(|r| r != &copy.donor);
+        }
+    }
     for (pod, copy) in copies.iter().filter(|(_, c)| c.phase != "failed") {
         let Some(member) = members.iter().find(|m| &m.pod == pod) else {
             continue;

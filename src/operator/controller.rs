@@ -335,7 +335,13 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         .await
     };
     let mut plan = plan;
-    clone::hold_out(&mut plan, &members, &copies.copies);
+    clone::hold_out(
+        &mut plan,
+        &members,
+        &instances,
+        &copies.copies,
+        policy.reasonable_replication_lag_seconds,
+    );
     let plan = if cluster.spec.paused || plan.actions.is_empty() {
         plan
     } else {
@@ -355,7 +361,13 @@ pub async fn reconcile(cluster: Arc<MySQLCluster>, ctx: Arc<Context>) -> Result<
         analysis = analyze(&instances, &policy, now_ms());
         let mut replanned =
             bootstrap::plan(&members, &instances, plan.primary.as_deref(), semi_sync);
-        clone::hold_out(&mut replanned, &members, &copies.copies);
+        clone::hold_out(
+            &mut replanned,
+            &members,
+            &instances,
+            &copies.copies,
+            policy.reasonable_replication_lag_seconds,
+        );
         replanned
     };
     if !cluster.spec.paused {

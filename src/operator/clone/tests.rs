@@ -259,7 +259,9 @@ fn an_instance_being_copied_is_neither_attached_nor_listed() {
         hold_out(
             &mut p,
             &m,
+            &[],
             &BTreeMap::from([("db-2".to_string(), copy(phase))]),
+            10,
         );
         if held {
             assert_eq!(p.actions, vec![Action::StartReplication(key(1))], "{phase}");
@@ -272,6 +274,31 @@ fn an_instance_being_copied_is_neither_attached_nor_listed() {
             assert_eq!(p, plan(), "{phase}");
         }
     }
+}
+
+#[test]
+fn a_donor_leaves_the_replicas_service_only_while_the_copy_makes_it_lag() {
+    let m = members(3);
+    let lagging = |seconds: Option<u64>| {
+        let mut donor = replica(1, ThreadState::Yes, 0);
+        donor.replication.as_mut().unwrap().seconds_behind = seconds;
+        vec![primary(), donor, replica(2, ThreadState::Yes, 0)]
+    };
+    let listed = |phase: &str, seconds: Option<u64>| {
+        let mut p = Plan {
+            primary: Some("db-0".into()),
+            replicas: vec!["db-1".into(), "db-2".into()],
+            ..Plan::default()
+        };
+        let copies = BTreeMap::from([("db-2".to_string(), copy(phase))]);
+        hold_out(&mut p, &m, &lagging(seconds), &copies, 10);
+        p.replicas
+    };
+    assert_eq!(listed("copying", Some(3)), ["db-1"], "serving reads");
+    assert_eq!(listed("copying", Some(10)), ["db-1"], "at the limit");
+    assert!(listed("copying", Some(11)).is_empty(), "beyond it");
+    assert_eq!(listed("copying", None), ["db-1"], "lag unknown");
+    assert_eq!(listed("restarting", Some(60)), ["db-1"], "the copy is done");
 }
 
 fn record(pod: &str, started: i64, outcome: &str) -> CloneRecordStatus {
