@@ -20,7 +20,7 @@ use korc::topology::session::{Connector, Credentials};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::{ADMIN, Flavor, REPL, Sandbox, wait_until};
+use support::{ADMIN, Agent, Flavor, REPL, Sandbox, restore, wait_until};
 
 fn row_count(server: &support::Server) -> usize {
     server.sql("SELECT COUNT(*) FROM test.t").parse().unwrap()
@@ -164,65 +164,6 @@ async fn mysql_a_new_instance_whose_transactions_were_purged_is_cloned_from_a_re
         sb.servers[0].variable("server_uuid")
     );
     assert_eq!(sb.servers[new].variable("super_read_only"), "1");
-}
-
-/// korc's agent beside one sandbox server (`korc agent serve`), killed when dropped.
-struct Agent {
-    child: std::process::Child,
-    address: String,
-}
-
-impl Agent {
-    fn start(server: &support::Server, tls: Option<&support::Certificates>) -> Self {
-        let address = format!("{}:{}", server.ip, korc::agent::AGENT_PORT);
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_korc"));
-        cmd.args([
-            "agent",
-            "serve",
-            "--listen",
-            &address,
-            "--server",
-            &server.key(),
-        ])
-        .arg(format!("--datadir={}", server.datadir().display()))
-        .env("KORC_LOG", "warn");
-        if let Some(t) = tls {
-            cmd.arg(format!("--tls-dir={}", t.dir.display()))
-                .arg(format!("--tls-server-name={}", support::TLS_SERVER_NAME));
-        }
-        let child = cmd.spawn().expect("korc agent serve");
-        wait_until(20, "the agent listening", || {
-            std::net::TcpStream::connect(&address).is_ok()
-        });
-        Self { child, address }
-    }
-
-    /// kill -9.
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// `korc agent restore` on `server`'s data directory (the init container).
-fn restore(server: &support::Server) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_korc"))
-        .args(["agent", "restore"])
-        .arg(format!("--datadir={}", server.datadir().display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A MariaDB cluster of three with TLS, `rows` rows of 200 bytes in `test.t`, its

@@ -1044,3 +1044,64 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
         let _ = to.shutdown(std::net::Shutdown::Both);
     });
 }
+
+/// korc's agent beside one sandbox server (`korc agent serve`), killed when dropped.
+pub struct Agent {
+    child: Child,
+    /// `ip:3307`.
+    pub address: String,
+}
+
+impl Agent {
+    /// Starts it on `server`'s address (port 3307), with the cluster's TLS when given.
+    pub fn start(server: &Server, tls: Option<&Certificates>) -> Self {
+        let address = format!("{}:{}", server.ip, korc::agent::AGENT_PORT);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_korc"));
+        cmd.args([
+            "agent",
+            "serve",
+            "--listen",
+            &address,
+            "--server",
+            &server.key(),
+        ])
+        .arg(format!("--datadir={}", server.datadir().display()))
+        .env("KORC_LOG", "warn");
+        if let Some(t) = tls {
+            cmd.arg(format!("--tls-dir={}", t.dir.display()))
+                .arg(format!("--tls-server-name={}", TLS_SERVER_NAME));
+        }
+        let child = cmd.spawn().expect("korc agent serve");
+        wait_until(20, "the agent listening", || {
+            std::net::TcpStream::connect(&address).is_ok()
+        });
+        Self { child, address }
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// `korc agent restore` on `server`'s data directory (the init container).
+pub fn restore(server: &Server) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_korc"))
+        .args(["agent", "restore"])
+        .arg(format!("--datadir={}", server.datadir().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
