@@ -160,7 +160,13 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// With `spec.recovery.rebuildErrantInstances`: an old primary that comes back
+    /// errant is rebuilt, and the cluster returns to full strength.
     async fn create(cp: &ControlPlane, ns: &str) -> Self {
+        Self::create_with(cp, ns, true).await
+    }
+
+    async fn create_with(cp: &ControlPlane, ns: &str, rebuild_errant: bool) -> Self {
         let client = cp.client().await.unwrap();
         namespace(&client, ns).await;
         let api = Api::<MySQLCluster>::namespaced(client.clone(), ns);
@@ -169,6 +175,7 @@ impl Cluster {
             enabled: true,
             timeout_ms: None,
         });
+        cluster.spec.recovery.rebuild_errant_instances = rebuild_errant;
         api.create(&PostParams::default(), &cluster).await.unwrap();
         let s = wait_settled(&api, "db", "3/3", "NoProblem", 180).await;
         let primary = s["primary"].as_str().unwrap().to_string();
@@ -217,24 +224,18 @@ impl Cluster {
 
     /// Waits (up to `bound` s) until the cluster is `NoProblem` and healthy with every
     /// instance replicating (from the primary or through another replica, which is
-    /// printed), or, when allowed, every instance but `old`, which
-    /// korc holds out (excluded: it has transactions the primary lacks, and only a
-    /// rebuild brings it back; the analysis then stays `DetachedReplica`). Returns the
-    /// time since `since` and whether `old` was held out.
-    async fn converge(&self, since: Instant, bound: u64, old: Option<&str>) -> (f64, bool) {
-        let what = "NoProblem with every instance replicating (or the old primary held out)";
-        let excluded = wait_status(&self.api, "db", what, bound, |s| {
+    /// printed) and every pod ready. Returns the time since `since`.
+    async fn converge(&self, since: Instant, bound: u64) -> f64 {
+        let what = "NoProblem with every instance replicating and every pod ready";
+        wait_status(&self.api, "db", what, bound, |s| {
             let primary = s["primary"].as_str()?;
             let instances = s["instances"].as_array()?;
-            let mut excluded = false;
             for i in instances {
                 let name = i["name"].as_str()?;
                 if name == primary {
                     if i["role"] != "primary" {
                         return None;
                     }
-                } else if old == Some(name) && i["role"] == "excluded" {
-                    excluded = true;
                 } else if i["role"] != "replica" || !i["source"].is_string() {
                     return None;
                 }
@@ -246,7 +247,7 @@ impl Cluster {
             // Every pod ready, too: a restarting pod's last probe can still show it
             // replicating.
             let ready = s["ready"] == format!("{}/{}", PODS.len(), PODS.len());
-            (excluded || (s["analysisCode"] == "NoProblem" && healthy && ready)).then_some(excluded)
+            (s["analysisCode"] == "NoProblem" && healthy && ready).then_some(())
         })
         .await;
         let s = status(&self.api, "db").await;
@@ -258,7 +259,26 @@ impl Cluster {
                 );
             }
         }
-        (since.elapsed().as_secs_f64(), excluded)
+        since.elapsed().as_secs_f64()
+    }
+
+    /// The copy korc made into `pod` since `since` (wall clock), if any: an old primary
+    /// that came back errant and was rebuilt.
+    async fn rebuilt_since(&self, pod: &str, since: k8s_openapi::jiff::Timestamp) -> Option<Value> {
+        let s = status(&self.api, "db").await;
+        s["clones"]
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|r| {
+                r["pod"] == pod
+                    && r["outcome"] == "completed"
+                    && r["startedAt"]
+                        .as_str()
+                        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+                        .is_some_and(|t| t.as_second() >= since.as_second())
+            })
+            .cloned()
     }
 
     /// Lifts the anti-flapping block the last recovery set, as an operator would.
@@ -286,20 +306,12 @@ struct Load {
 
 impl Load {
     /// Stops the load and checks the data invariants: every acknowledged row on every
-    /// instance (but one held out), and never two writable instances.
-    async fn check(self, c: &Cluster, f: &mut Figures, held_out: Option<&str>) {
+    /// instance, and never two writable instances.
+    async fn check(self, c: &Cluster, f: &mut Figures) {
         let acknowledged = self.writer.stop().await;
         let watched = self.watcher.stop_watched().await;
         for pod in PODS {
             let missing = missing_rows(&c.client, &c.ns, "db", pod, &acknowledged, 30).await;
-            if held_out == Some(pod) {
-                if missing > 0 {
-                    f.note(format!(
-                        "{pod}, held out, lacks {missing} acknowledged rows"
-                    ));
-                }
-                continue;
-            }
             if missing > 0 {
                 f.note(format!("{pod} lacks {missing} acknowledged rows"));
             }
@@ -522,7 +534,7 @@ async fn crashes(cp: &ControlPlane, f: &mut Figures, runs: usize) {
             .await
             .unwrap();
         let failover = wait_failover(&c.client, &c.api, ns, &old, at, &load.writer, 30).await;
-        let (healed, _) = c.converge(at, 60, None).await;
+        let healed = c.converge(at, 60).await;
         let r = one_recovery(&c.recoveries().await, &before, &old);
         assert_eq!(r["kind"], "DeadMaster", "{r:#}");
         println!(
@@ -537,91 +549,55 @@ async fn crashes(cp: &ControlPlane, f: &mut Figures, runs: usize) {
         f.runs = run;
         c.acknowledge(&format!("run {run} checked")).await;
     }
-    load.check(&c, f, None).await;
+    load.check(&c, f).await;
 }
 
 /// SIGSTOP of the primary; SIGCONT once another primary took over.
 async fn hang(cp: &ControlPlane, f: &mut Figures, runs: usize) {
-    let mut clusters = Fresh::new("f-hang");
+    let c = Cluster::create(cp, "f-hang").await;
+    let load = c.load().await;
     for run in 1..=runs {
-        let (c, load) = clusters.get(cp).await;
-        let ns = c.ns.clone();
         let old = c.primary().await;
         let before = c.recovery_ids().await;
-        let at = Instant::now();
-        cp.inject(&Fault::Stop(ContainerRef::pod(&ns, &old)))
+        let (at, wall) = (Instant::now(), k8s_openapi::jiff::Timestamp::now());
+        cp.inject(&Fault::Stop(ContainerRef::pod("f-hang", &old)))
             .await
             .unwrap();
-        let failover = wait_failover(&c.client, &c.api, &ns, &old, at, &load.writer, 30).await;
+        let failover = wait_failover(&c.client, &c.api, "f-hang", &old, at, &load.writer, 30).await;
         // Woken once the recovery is over: korc deleted the pod it could not fence, so
         // the signal reaches the process that replaced it, if any.
-        let r = recorded(c, &before).await;
+        let r = recorded(&c, &before).await;
         let _ = cp
-            .inject(&Fault::Continue(ContainerRef::pod(&ns, &old)))
+            .inject(&Fault::Continue(ContainerRef::pod("f-hang", &old)))
             .await;
-        let (healed, excluded) = c.converge(at, 120, Some(&old)).await;
+        let healed = c.converge(at, 240).await;
         one_recovery(&c.recoveries().await, &before, &old);
-        println!(
-            "  run {run}: {old} → {}: first write {:.3} s, settled {healed:.1} s; {}",
+        f.note(format!(
+            "run {run}: {old} → {}: first write {:.3} s, NoProblem {healed:.1} s; the old primary {}; steps {}",
             failover.primary,
             failover.first_insert.as_secs_f64(),
+            came_back(&c, &old, wall).await,
             steps(&r)
-        );
+        ));
         f.failover.push(failover.first_insert.as_secs_f64());
+        f.no_problem.push(healed);
         f.runs = run;
-        if excluded {
-            f.note(format!(
-                "run {run}: the restarted {old} was held out with transactions the new primary lacks: no NoProblem without a rebuild"
-            ));
-            clusters.held_out(f, &old).await;
-        } else {
-            f.no_problem.push(healed);
-            c.acknowledge(&format!("run {run} checked")).await;
-        }
+        c.acknowledge(&format!("run {run} checked")).await;
     }
-    clusters.finish(f).await;
+    load.check(&c, f).await;
 }
 
-/// A cluster for each run of a scenario, replaced by a fresh one when korc held out
-/// an instance (with korc's default policy only a requested rebuild brings it back;
-/// `errant` shows that).
-struct Fresh {
-    prefix: &'static str,
-    made: usize,
-    current: Option<(Cluster, Load)>,
-}
-
-impl Fresh {
-    fn new(prefix: &'static str) -> Self {
-        Self {
-            prefix,
-            made: 0,
-            current: None,
-        }
-    }
-
-    async fn get(&mut self, cp: &ControlPlane) -> (&Cluster, &Load) {
-        if self.current.is_none() {
-            self.made += 1;
-            let c = Cluster::create(cp, &format!("{}-{}", self.prefix, self.made)).await;
-            let load = c.load().await;
-            self.current = Some((c, load));
-        }
-        let (c, load) = self.current.as_ref().unwrap();
-        (c, load)
-    }
-
-    /// Checks the current cluster's data with `pod` held out, and retires it.
-    async fn held_out(&mut self, f: &mut Figures, pod: &str) {
-        if let Some((c, load)) = self.current.take() {
-            load.check(&c, f, Some(pod)).await;
-        }
-    }
-
-    async fn finish(mut self, f: &mut Figures) {
-        if let Some((c, load)) = self.current.take() {
-            load.check(&c, f, None).await;
-        }
+/// How an old primary came back after a failover: rejoined, or rebuilt because it
+/// held errant transactions (which, saved where).
+async fn came_back(c: &Cluster, old: &str, since: k8s_openapi::jiff::Timestamp) -> String {
+    match c.rebuilt_since(old, since).await {
+        Some(r) => format!(
+            "came back with errant transactions {} and was rebuilt from {} (saved to {})",
+            r["errantGtids"].as_str().unwrap_or("?"),
+            r["donor"].as_str().unwrap_or("?"),
+            r["savedTo"].as_str().unwrap_or("?")
+        ),
+        None => "rejoined as a replica".into(),
     }
 }
 
@@ -669,33 +645,34 @@ async fn korc_cut(cp: &ControlPlane, f: &mut Figures, runs: usize) {
             gap.as_secs_f64()
         ));
         cut_all(cp, &target, &operators, true).await;
-        let (healed, _) = c.converge(Instant::now(), 60, None).await;
+        let healed = c.converge(Instant::now(), 60).await;
         f.no_problem.push(healed);
         f.runs = run;
     }
-    load.check(&c, f, None).await;
+    load.check(&c, f).await;
 }
 
 /// The primary cut off from korc and from both replicas; healed after the failover.
 async fn partition(cp: &ControlPlane, f: &mut Figures, runs: usize) {
-    let mut clusters = Fresh::new("f-partition");
+    const NS: &str = "f-partition";
+    let c = Cluster::create(cp, NS).await;
+    let load = c.load().await;
+    let operators = operators(&c.client).await;
     for run in 1..=runs {
-        let (c, load) = clusters.get(cp).await;
-        let ns = c.ns.clone();
         let old = c.primary().await;
         let old_ip = c.ip(&old).await;
-        let target = PodRef::new(&ns, &old);
-        let mut peers = operators(&c.client).await;
+        let target = PodRef::new(NS, &old);
+        let mut peers = operators.clone();
         peers.extend(
             PODS.iter()
                 .filter(|p| **p != old)
-                .map(|p| PodRef::new(&ns, p)),
+                .map(|p| PodRef::new(NS, p)),
         );
         let before = c.recovery_ids().await;
-        let at = Instant::now();
+        let (at, wall) = (Instant::now(), k8s_openapi::jiff::Timestamp::now());
         cut_all(cp, &target, &peers, false).await;
-        let failover = wait_failover(&c.client, &c.api, &ns, &old, at, &load.writer, 60).await;
-        let r = recorded(c, &before).await;
+        let failover = wait_failover(&c.client, &c.api, NS, &old, at, &load.writer, 60).await;
+        let r = recorded(&c, &before).await;
         let taken = load
             .writer
             .acks_from_since(&old_ip, at + failover.endpoint_moved);
@@ -704,29 +681,21 @@ async fn partition(cp: &ControlPlane, f: &mut Figures, runs: usize) {
             "the cut-off old primary acknowledged writes after the failover"
         );
         cut_all(cp, &target, &peers, true).await;
-        let (healed, excluded) = c.converge(at, 120, Some(&old)).await;
+        let healed = c.converge(at, 240).await;
         one_recovery(&c.recoveries().await, &before, &old);
-        let placed = if excluded {
-            "was held out with transactions the new primary lacks (no NoProblem without a rebuild)"
-        } else {
-            "rejoined as a replica"
-        };
         f.note(format!(
-            "run {run}: {old} → {}: first write {:.3} s; steps {}; after the heal the old primary {placed}",
+            "run {run}: {old} → {}: first write {:.3} s; after the heal the old primary {}; steps {}",
             failover.primary,
             failover.first_insert.as_secs_f64(),
+            came_back(&c, &old, wall).await,
             steps(&r)
         ));
         f.failover.push(failover.first_insert.as_secs_f64());
+        f.no_problem.push(healed);
         f.runs = run;
-        if excluded {
-            clusters.held_out(f, &old).await;
-        } else {
-            f.no_problem.push(healed);
-            c.acknowledge(&format!("run {run} checked")).await;
-        }
+        c.acknowledge(&format!("run {run} checked")).await;
     }
-    clusters.finish(f).await;
+    load.check(&c, f).await;
 }
 
 /// The primary's node lost (not the leading operator's), then restored.
@@ -746,7 +715,7 @@ async fn node(cp: &ControlPlane, f: &mut Figures, runs: usize) {
             let r = switch_over(&c.api, "db", &format!("away-{run}"), elsewhere, 60).await;
             assert_eq!(r["outcome"], "recovered", "{r:#}");
             old = r["successor"].as_str().unwrap().to_string();
-            c.converge(Instant::now(), 60, None).await;
+            c.converge(Instant::now(), 60).await;
             c.acknowledge(&format!("switchover {run}")).await;
         }
         let node = node_of(&c.client, "f-node", &old).await;
@@ -755,7 +724,7 @@ async fn node(cp: &ControlPlane, f: &mut Figures, runs: usize) {
         cp.inject(&Fault::LoseNode(node.clone())).await.unwrap();
         let failover = wait_failover(&c.client, &c.api, "f-node", &old, at, &load.writer, 60).await;
         cp.inject(&Fault::RestoreNode(node)).await.unwrap();
-        let (healed, _) = c.converge(at, 180, None).await;
+        let healed = c.converge(at, 180).await;
         let r = one_recovery(&c.recoveries().await, &before, &old);
         f.note(format!(
             "run {run}: {old}'s node lost → {}: first write {:.3} s; {}",
@@ -768,7 +737,7 @@ async fn node(cp: &ControlPlane, f: &mut Figures, runs: usize) {
         f.runs = run;
         c.acknowledge(&format!("run {run} checked")).await;
     }
-    load.check(&c, f, None).await;
+    load.check(&c, f).await;
 }
 
 /// The leading operator stalls (a failpoint) at the promotion of the successor it
@@ -802,7 +771,7 @@ async fn leader_node(cp: &ControlPlane, f: &mut Figures, successor_on_leader_nod
         if c.primary().await != old {
             let r = switch_over(&c.api, "db", "away-from-the-leader", Some(old), 60).await;
             assert_eq!(r["outcome"], "recovered", "{r:#}");
-            c.converge(Instant::now(), 60, None).await;
+            c.converge(Instant::now(), 60).await;
             c.acknowledge("switchover").await;
         }
         let prefer = json!({"spec": {"instances": {on_leader_node: {"promotionRule": "prefer"}}}});
@@ -816,7 +785,7 @@ async fn leader_node(cp: &ControlPlane, f: &mut Figures, successor_on_leader_nod
         if c.primary().await != on_leader_node {
             let r = switch_over(&c.api, "db", "to-the-leader", Some(on_leader_node), 60).await;
             assert_eq!(r["outcome"], "recovered", "{r:#}");
-            c.converge(Instant::now(), 60, None).await;
+            c.converge(Instant::now(), 60).await;
             c.acknowledge("switchover").await;
         }
         on_leader_node.to_string()
@@ -863,7 +832,7 @@ async fn leader_node(cp: &ControlPlane, f: &mut Figures, successor_on_leader_nod
     }
     cp.inject(&Fault::RestoreNode(leader_node)).await.unwrap();
     let failover = wait_failover(&c.client, &c.api, ns, &old, at, &load.writer, 120).await;
-    let (healed, _) = c.converge(at, 180, None).await;
+    let healed = c.converge(at, 180).await;
     let recoveries = c.recoveries().await;
     let new = new_recoveries(&recoveries, &before);
     let promoted: Vec<&&Value> = new.iter().filter(|r| r["outcome"] == "recovered").collect();
@@ -878,7 +847,7 @@ async fn leader_node(cp: &ControlPlane, f: &mut Figures, successor_on_leader_nod
     f.failover.push(failover.first_insert.as_secs_f64());
     f.no_problem.push(healed);
     f.runs = 1;
-    load.check(&c, f, None).await;
+    load.check(&c, f).await;
     assert_eq!(promoted.len(), 1, "one promotion: {recoveries:#?}");
     assert!(
         moved.is_some(),
@@ -932,12 +901,12 @@ async fn lagging(cp: &ControlPlane, f: &mut Figures) {
     if let Some(mut conn) = try_root_conn(&c.client, "f-lagging", "db", lagging).await {
         let _ = conn.query_drop("START SLAVE SQL_THREAD").await;
     }
-    let (healed, _) = c.converge(at, 90, None).await;
+    let healed = c.converge(at, 90).await;
     one_recovery(&c.recoveries().await, &before, &old);
     f.failover.push(failover.first_insert.as_secs_f64());
     f.no_problem.push(healed);
     f.runs = 1;
-    load.check(&c, f, None).await;
+    load.check(&c, f).await;
     assert_ne!(
         failover.primary, lagging,
         "the lagging replica was promoted while a caught-up one was there"
@@ -954,7 +923,8 @@ async fn lagging(cp: &ControlPlane, f: &mut Figures) {
 /// returns to 3/3 `NoProblem` with every acknowledged row everywhere.
 async fn errant(cp: &ControlPlane, f: &mut Figures) {
     const NS: &str = "f-errant";
-    let c = Cluster::create(cp, NS).await;
+    // Run 1 shows korc's default: an errant instance is left alone.
+    let c = Cluster::create_with(cp, NS, false).await;
     let load = c.load().await;
     let operators = operators(&c.client).await;
     for (run, by_policy) in [(1, false), (2, true)] {
@@ -1047,7 +1017,7 @@ async fn errant(cp: &ControlPlane, f: &mut Figures) {
             if by_policy { "errant" } else { "requested" },
             "{record:#}"
         );
-        let (to_no_problem, _) = c.converge(healed, 240, None).await;
+        let to_no_problem = c.converge(healed, 240).await;
         let saved_to = record["savedTo"]
             .as_str()
             .expect("where the errant transactions are");
@@ -1092,7 +1062,7 @@ async fn errant(cp: &ControlPlane, f: &mut Figures) {
         f.runs = run as usize;
         c.acknowledge(&format!("errant run {run} checked")).await;
     }
-    load.check(&c, f, None).await;
+    load.check(&c, f).await;
 }
 
 /// The binary log events a rebuild saved on `pod`'s volume under `saved_to` (a path
@@ -1150,7 +1120,7 @@ async fn three_clusters(cp: &ControlPlane, f: &mut Figures) {
         )
         .await;
     for ((c, old), failover) in clusters.iter().zip(&olds).zip(&failovers) {
-        let (healed, _) = c.converge(at, 90, None).await;
+        let healed = c.converge(at, 90).await;
         let r = one_recovery(&c.recoveries().await, &HashSet::new(), old);
         f.note(format!(
             "{}: {old} → {}: first write {:.3} s; {}",
@@ -1164,6 +1134,6 @@ async fn three_clusters(cp: &ControlPlane, f: &mut Figures) {
     }
     f.runs = 1;
     for (c, l) in clusters.iter().zip(loads) {
-        l.check(c, f, None).await;
+        l.check(c, f).await;
     }
 }
