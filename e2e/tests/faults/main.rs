@@ -20,9 +20,9 @@ mod scenarios;
 use figures::Figures;
 use std::time::Instant;
 
-/// What `cargo test` runs: the proof that cuts drop packets, one crash, and korc cut
-/// off from the primary.
-const FAST: &str = "cut,crash,korc-cut";
+/// What `cargo test` runs: the proof that cuts drop packets, one crash, korc cut off
+/// from the primary, and an errant old primary rebuilt (on request, then by policy).
+const FAST: &str = "cut,crash,korc-cut,errant";
 
 /// Where the README's table begins and ends.
 const BEGIN: &str = "<!-- fault-suite-table:begin -->";
