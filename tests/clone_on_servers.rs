@@ -595,11 +595,36 @@ async fn mariadb_a_copy_over_errant_transactions_saves_them_first() {
         errant_gtids: errant_gtids.clone(),
         errant: errant.clone(),
     };
+    let datadir = sb.servers[2].datadir();
+    let saved = korc::agent::save::saved_dir(&datadir, &save.name);
+    // A copy that fails after the save (no donor answers) leaves nothing behind: the
+    // errant transactions are still the server's own.
+    let unanswered = CloneRequest {
+        donor: format!("{}:1", sb.servers[1].ip),
+        max_mib_per_second: 0,
+        save: Some(save.clone()),
+    };
+    let progress = std::sync::Mutex::new(None);
+    let failed = clone_mariadb(
+        &client,
+        &recipient_agent.address,
+        &unanswered,
+        &progress,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(!saved.exists() && !korc::agent::restore::staging(&datadir).exists());
+    assert!(
+        sb.servers[2]
+            .sql("SELECT COUNT(*) FROM test.t WHERE v LIKE 'errant-%'")
+            .starts_with('2')
+    );
+
     let request = CloneRequest {
         save: Some(save.clone()),
         ..request_from(&donor_agent, 0)
     };
-    let progress = std::sync::Mutex::new(None);
     let gtid = clone_mariadb(
         &client,
         &recipient_agent.address,
@@ -611,8 +636,6 @@ async fn mariadb_a_copy_over_errant_transactions_saves_them_first() {
     .unwrap();
 
     // The errant transactions' events are saved, and only they.
-    let datadir = sb.servers[2].datadir();
-    let saved = korc::agent::save::saved_dir(&datadir, &save.name);
     let events =
         std::fs::read_to_string(saved.join(korc::agent::save::events_file(&errant[0]))).unwrap();
     assert!(events.contains("'errant-1'") && events.contains("'errant-2'"));

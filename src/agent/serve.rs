@@ -496,8 +496,13 @@ fn start_copy(
     tokio::spawn(async move {
         let result = copy(&agent, &request, &credentials).await;
         if result.is_err() {
-            // Nothing incomplete stays behind.
-            let _ = std::fs::remove_dir_all(restore::staging(&agent.settings.datadir));
+            // Nothing incomplete stays behind: not the copy, nor the events a save
+            // extracted (the data they came from is still the server's own).
+            let datadir = &agent.settings.datadir;
+            let _ = std::fs::remove_dir_all(restore::staging(datadir));
+            if let Some(save) = request.save.as_ref().filter(|s| s.validate().is_ok()) {
+                let _ = std::fs::remove_dir_all(save::saved_dir(datadir, &save.name));
+            }
         }
         agent.update(|r| match result {
             Ok(position) => {
