@@ -201,12 +201,40 @@ fn mariadb_with_purged_logs(rows: usize) -> (Sandbox, usize, Connector) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let connector = tls_connector(&sb);
+    (sb, new, connector)
+}
+
+/// korc's connections to a sandbox with TLS, as korc's administrative account.
+fn tls_connector(sb: &Sandbox) -> Connector {
     let mut connector = Connector::new(Credentials {
         user: ADMIN.0.into(),
         password: ADMIN.1.into(),
     });
     connector.tls = sb.certificates.as_ref().unwrap().connector_tls();
-    (sb, new, connector)
+    connector
+}
+
+/// What korc does once a server restarted on a MariaDB copy: sets its replica
+/// position to the copy's `gtid`, then attaches it to `primary` as the bootstrap plan
+/// attaches an instance without replication.
+async fn attach_copy(
+    connector: &Connector,
+    replica: &InstanceKey,
+    primary: &InstanceKey,
+    gtid: &str,
+) {
+    set_replica_position(connector, replica, gtid)
+        .await
+        .unwrap();
+    let repl = ReplicationCredentials {
+        user: REPL.0.into(),
+        password: REPL.1.into(),
+        source_ca: Some(korc::topology::dialect::SourceCa::ServerCa),
+    };
+    point_to(connector, replica, primary, Some(&repl), true)
+        .await
+        .unwrap();
 }
 
 fn agent_client(sb: &Sandbox) -> korc::agent::client::AgentClient {
@@ -359,18 +387,7 @@ async fn mariadb_a_new_instance_whose_transactions_were_purged_is_copied_by_korc
     assert!(swapped.contains("MoveIn"), "{swapped}");
     sb.servers[new].start();
     assert!(uptime(&connector, &keys[new]).await.unwrap() < started.elapsed());
-    set_replica_position(&connector, &keys[new], &gtid)
-        .await
-        .unwrap();
-    let repl = ReplicationCredentials {
-        user: REPL.0.into(),
-        password: REPL.1.into(),
-        source_ca: Some(korc::topology::dialect::SourceCa::ServerCa),
-    };
-    // Attached as the bootstrap plan attaches an instance without replication.
-    point_to(&connector, &keys[new], &keys[0], Some(&repl), true)
-        .await
-        .unwrap();
+    attach_copy(&connector, &keys[new], &keys[0], &gtid).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let acknowledged = writer.stop();
     assert!(acknowledged > 0, "the writer wrote");
@@ -497,17 +514,7 @@ async fn mariadb_a_copy_interrupted_by_a_killed_agent_or_donor_starts_again_from
         .iter()
         .map(|s| s.key().parse().unwrap())
         .collect();
-    set_replica_position(&connector, &keys[new], &gtid)
-        .await
-        .unwrap();
-    let repl = ReplicationCredentials {
-        user: REPL.0.into(),
-        password: REPL.1.into(),
-        source_ca: Some(korc::topology::dialect::SourceCa::ServerCa),
-    };
-    point_to(&connector, &keys[new], &keys[0], Some(&repl), true)
-        .await
-        .unwrap();
+    attach_copy(&connector, &keys[new], &keys[0], &gtid).await;
     sb.servers[0].sql("INSERT INTO test.t (v) VALUES ('after')");
     sb.servers[new].wait_caught_up(&sb.servers[0]);
     assert_eq!(row_count(&sb.servers[new]), 501);
@@ -653,25 +660,9 @@ async fn mariadb_a_copy_over_errant_transactions_saves_them_first() {
     assert!(data.join("test").is_dir() && data.join("mysql").is_dir());
     sb.servers[2].start();
     assert!(!sb.servers[2].sql("SHOW DATABASES").contains("korc"));
-    let connector = {
-        let mut c = Connector::new(Credentials {
-            user: ADMIN.0.into(),
-            password: ADMIN.1.into(),
-        });
-        c.tls = certs.connector_tls();
-        c
-    };
     let key: InstanceKey = sb.servers[2].key().parse().unwrap();
     let primary: InstanceKey = sb.servers[0].key().parse().unwrap();
-    set_replica_position(&connector, &key, &gtid).await.unwrap();
-    let repl = ReplicationCredentials {
-        user: REPL.0.into(),
-        password: REPL.1.into(),
-        source_ca: Some(korc::topology::dialect::SourceCa::ServerCa),
-    };
-    point_to(&connector, &key, &primary, Some(&repl), true)
-        .await
-        .unwrap();
+    attach_copy(&tls_connector(&sb), &key, &primary, &gtid).await;
     sb.servers[2].wait_caught_up(&sb.servers[0]);
     // The rebuilt instance holds the primary's rows and no errant one.
     assert_eq!(

@@ -386,6 +386,15 @@ async fn cut_all(cp: &ControlPlane, a: &PodRef, peers: &[PodRef], heal: bool) {
     }
 }
 
+/// Every pod a primary `old` talks to: the operators and the cluster's other pods.
+fn everyone_but(ns: &str, old: &str, operators: &[PodRef]) -> Vec<PodRef> {
+    let others = PODS
+        .iter()
+        .filter(|p| **p != old)
+        .map(|p| PodRef::new(ns, p));
+    operators.iter().cloned().chain(others).collect()
+}
+
 async fn operators(client: &kube::Client) -> Vec<PodRef> {
     operator_pods(client)
         .await
@@ -662,12 +671,7 @@ async fn partition(cp: &ControlPlane, f: &mut Figures, runs: usize) {
         let old = c.primary().await;
         let old_ip = c.ip(&old).await;
         let target = PodRef::new(NS, &old);
-        let mut peers = operators.clone();
-        peers.extend(
-            PODS.iter()
-                .filter(|p| **p != old)
-                .map(|p| PodRef::new(NS, p)),
-        );
+        let peers = everyone_but(NS, &old, &operators);
         let before = c.recovery_ids().await;
         let (at, wall) = (Instant::now(), k8s_openapi::jiff::Timestamp::now());
         cut_all(cp, &target, &peers, false).await;
@@ -939,12 +943,7 @@ async fn errant(cp: &ControlPlane, f: &mut Figures) {
         let old_ip = c.ip(&old).await;
         let marker = 2_000_000_000 + run;
         let target = PodRef::new(NS, &old);
-        let mut peers = operators.clone();
-        peers.extend(
-            PODS.iter()
-                .filter(|p| **p != old)
-                .map(|p| PodRef::new(NS, p)),
-        );
+        let peers = everyone_but(NS, &old, &operators);
         let before = c.recovery_ids().await;
         let at = Instant::now();
         cut_all(cp, &target, &peers, false).await;
